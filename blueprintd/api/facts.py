@@ -64,7 +64,7 @@ class GpuInfo(ApiModel):
     uuid: str
     product_name: str = Field(description="NVML name, e.g. 'NVIDIA H100 80GB HBM3'")
     brand: str = ""
-    architecture: str = Field(default="", description="lowercase, e.g. hopper, ampere, ada")
+    architecture: str = Field(default="", description="lowercase GFD family, e.g. hopper, ampere, ada-lovelace")
     memory_bytes: int = 0
     compute_capability: str = Field(default="", description="major.minor, e.g. 9.0")
     pci_bus_id: str = ""
@@ -81,6 +81,9 @@ class NodeGpuInventory(ApiModel):
     node_name: str = ""
     driver_version: str = ""
     cuda_driver_version: str = ""
+    device_count: int = Field(
+        default=0, description="GPUs NVML reported, including any that could not be read (see errors)"
+    )
     gpus: list[GpuInfo] = Field(default_factory=list)
     partial: bool = False
     errors: list[str] = Field(default_factory=list)

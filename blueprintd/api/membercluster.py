@@ -1,0 +1,147 @@
+"""The MemberCluster kind: one cluster of the fleet and what the operator knows about it.
+
+Users write the spec (where the kubeconfig is, labels for selectors, an optional version
+pin); the operator writes the status (reachability, hardware facts summary, what is applied,
+per-add-on state, drift counts). Labels come from ``metadata.labels`` so ordinary
+``kubectl label`` and label selectors work.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from blueprintd.api import API_VERSION
+from blueprintd.api.base import ApiModel
+from blueprintd.api.blueprint import ParamValue
+from blueprintd.api.common import Condition, ObjectMeta
+
+AddonStateName = Literal["Pending", "Installing", "Ready", "Failed"]
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret."""
+
+    name: str = Field(description="Secret name.", max_length=253)
+    namespace: str | None = Field(
+        default=None, description="Secret namespace; defaults to the operator namespace."
+    )
+    key: str = Field(default="kubeconfig", description="Key holding the kubeconfig YAML.", max_length=253)
+
+
+class VersionPin(ApiModel):
+    """Hold a Blueprint at one version on this cluster (also how a single cluster is rolled back)."""
+
+    blueprint: str = Field(description="Blueprint name.", max_length=253)
+    version: str = Field(description="Version to run; its BlueprintRevision must exist.", max_length=128)
+
+
+class MemberClusterSpec(ApiModel):
+    """How to reach a member cluster and how it takes part in rollouts."""
+
+    kubeconfig_secret_ref: SecretKeyRef = Field(description="Secret holding the member's kubeconfig.")
+    allow_exec_auth: bool = Field(
+        default=False,
+        description=(
+            "Allow kubeconfigs that run a command (exec / auth-provider). Off: such kubeconfigs are "
+            "refused."
+        ),
+    )
+    allow_local_files: bool = Field(
+        default=False,
+        description=(
+            "Allow kubeconfigs that read files on the operator's disk. Off: such kubeconfigs are "
+            "refused."
+        ),
+    )
+    version_pins: list[VersionPin] = Field(
+        default_factory=list, description="Pin Blueprints to a version on this cluster.", max_length=64
+    )
+    paused: bool = Field(
+        default=False, description="Stop applying changes to this cluster (drift is still reported)."
+    )
+    parameters: dict[str, ParamValue] = Field(
+        default_factory=dict,
+        description=(
+            "Per-cluster values for Blueprint parameters (params.<name>), overriding the "
+            "Blueprint's."
+        ),
+    )
+
+
+class AppliedRevision(ApiModel):
+    """The Blueprint version currently applied."""
+
+    blueprint: str = Field(description="Blueprint name.")
+    version: str = Field(description="Applied spec.version.")
+    revision: str = Field(default="", description="BlueprintRevision name.")
+    content_hash: str = Field(default="", description="Content hash of the applied version.")
+    applied_at: datetime | None = Field(default=None, description="When the apply finished.")
+
+
+class AddonState(ApiModel):
+    """State of one add-on on this cluster."""
+
+    name: str = Field(description="Add-on name.")
+    blueprint: str = Field(default="", description="Blueprint the add-on belongs to.")
+    state: AddonStateName = Field(description="Pending, Installing, Ready or Failed.")
+    message: str = Field(default="", description="Why the add-on is in this state.", max_length=4096)
+    revision: str = Field(default="", description="Blueprint version the add-on was rendered from.")
+
+
+class PoolSummary(ApiModel):
+    """One node pool as seen by the facts collector."""
+
+    pool: str = Field(description="Pool name.")
+    product: str = Field(default="", description="GPU product, empty for CPU pools.")
+    nodes: int = Field(default=0, description="Number of nodes.")
+    gpus: int = Field(default=0, description="GPUs in the pool (all nodes).")
+    mig: bool = Field(default=False, description="MIG is enabled.")
+    sandbox: bool = Field(default=False, description="Pool runs sandboxed (VM passthrough) workloads.")
+
+
+class DriftSummary(ApiModel):
+    """Counts of drifted fields, by what was done about them."""
+
+    open: int = Field(default=0, description="Drift not (yet) resolved.")
+    remediated: int = Field(default=0, description="Fields restored.")
+    notified: int = Field(default=0, description="Fields reported only.")
+    blocked: int = Field(default=0, description="Changes refused at admission.")
+
+
+class MemberClusterStatus(ApiModel):
+    """What the operator observed about the member cluster."""
+
+    observed_generation: int | None = Field(default=None, description="metadata.generation last processed.")
+    conditions: list[Condition] = Field(default_factory=list, description="Reachable, Ready, Drifted, ...")
+    reachable: bool = Field(default=False, description="The member API server answered the last call.")
+    last_contact_time: datetime | None = Field(default=None, description="Last successful call.")
+    kubernetes_version: str = Field(default="", description="Member API server version.")
+    revision_summary: str = Field(
+        default="", description="Applied Blueprint versions, e.g. gpu-platform@1.0.0."
+    )
+    applied_revisions: list[AppliedRevision] = Field(default_factory=list, description="Per Blueprint.")
+    addons: list[AddonState] = Field(default_factory=list, description="Per add-on state.", max_length=512)
+    last_error: str = Field(default="", description="The last error, without secrets.", max_length=4096)
+    facts_summary: list[PoolSummary] = Field(default_factory=list, description="Node pools.", max_length=256)
+    drift: DriftSummary = Field(
+        default_factory=DriftSummary, description="Drift counts (details in DriftReport)."
+    )
+
+
+class MemberCluster(ApiModel):
+    """A cluster of the fleet."""
+
+    api_version: Literal["blueprintd.io/v1alpha1"] = Field(
+        default=API_VERSION, description="blueprintd.io/v1alpha1"
+    )
+    kind: Literal["MemberCluster"] = Field(default="MemberCluster", description="MemberCluster")
+    metadata: ObjectMeta = Field(
+        description="Standard object metadata; labels are matched by clusterSelector."
+    )
+    spec: MemberClusterSpec = Field(description="How to reach the cluster.")
+    status: MemberClusterStatus | None = Field(
+        default=None, description="Observed state, written by the operator."
+    )

@@ -1,0 +1,603 @@
+"""The local fleet: one etcd, one management API server and N member API servers.
+
+This is the envtest model (real ``kube-apiserver`` + ``etcd`` processes, no kubelets or
+controllers) stretched to several clusters: every API server has its own etcd prefix and
+loopback port, so each is a separate Kubernetes API as far as any client can tell. Tests,
+benchmarks and ``make demo`` all run on it.
+
+Everything needed to find and stop the fleet again is written to ``DIR/fleet.json``; ``down``
+stops exactly the PIDs recorded there (after checking they still are our processes) and
+removes the data, so a run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+
+from blueprintd.api.base import ApiModel
+from blueprintd.devfleet import certs
+from blueprintd.devfleet.audit import AuditLog
+from blueprintd.devfleet.binaries import Binaries
+from blueprintd.devfleet.nodes import PROFILES, FleetFile, MemberSpec, node_names, node_object
+from blueprintd.errors import DevFleetError
+
+STATE_FILE = "fleet.json"
+ADMIN_USER = "blueprintd-admin"
+MANAGEMENT = "management"
+READY_TIMEOUT_S = 90.0
+
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+        {"level": "None"},
+    ],
+}
+
+Progress = Callable[[str], None]
+
+
+class ProcessState(ApiModel):
+    pid: int
+    cmd: str = Field(description="binary path; checked before a signal is sent")
+    log: str
+
+
+class ClusterState(ApiModel):
+    name: str
+    role: str
+    port: int
+    etcd_prefix: str
+    kubeconfig: str
+    audit_log: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    nodes: list[str] = Field(default_factory=list)
+    process: ProcessState | None = None
+
+
+class FleetState(ApiModel):
+    version: int = 1
+    directory: str
+    etcd_port: int
+    etcd: ProcessState | None = None
+    clusters: list[ClusterState] = Field(default_factory=list)
+    extra_processes: dict[str, ProcessState] = Field(
+        default_factory=dict, description="helpers started with the fleet, e.g. the chart repository"
+    )
+    chart_repo_url: str = ""
+
+
+@dataclass
+class ClusterHandle:
+    """What a test or the demo needs to talk to one cluster of the fleet."""
+
+    name: str
+    role: str
+    server: str
+    kubeconfig: Path
+    audit: AuditLog
+    labels: dict[str, str]
+    nodes: list[str]
+
+    def api_client(self) -> Any:
+        """A fresh ``kubernetes.client.ApiClient`` authenticated as the fleet admin."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+
+def _free_ports(n: int) -> list[int]:
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _alive(proc: ProcessState | None) -> bool:
+    if proc is None:
+        return False
+    try:
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return False
+    # Zombies have an empty cmdline; a reused PID runs another program.
+    return bool(cmdline) and Path(cmdline).name == Path(proc.cmd).name
+
+
+def _log_tail(path: str | Path, lines: int = 40) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def kubeconfig_yaml(name: str, server: str, ca_pem: bytes, client: certs.KeyPair, user: str) -> str:
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate-data": b64(client.cert_pem), "client-key-data": b64(client.key_pem)},
+            }
+        ],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
+        "current-context": name,
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+class Fleet:
+    """A running (or stopped) local fleet rooted at one directory."""
+
+    def __init__(self, directory: Path, state: FleetState, binaries: Binaries | None = None) -> None:
+        self.directory = directory
+        self.state = state
+        self.binaries = binaries
+
+    # --- lookup -------------------------------------------------------------------------
+
+    @property
+    def pki(self) -> Path:
+        return self.directory / "pki"
+
+    def _ca(self) -> certs.CertificateAuthority:
+        return certs.CertificateAuthority.load(self.pki / "ca.crt", self.pki / "ca.key")
+
+    def _handle(self, c: ClusterState) -> ClusterHandle:
+        return ClusterHandle(
+            name=c.name,
+            role=c.role,
+            server=f"https://127.0.0.1:{c.port}",
+            kubeconfig=Path(c.kubeconfig),
+            audit=AuditLog(Path(c.audit_log)),
+            labels=dict(c.labels),
+            nodes=list(c.nodes),
+        )
+
+    @property
+    def management(self) -> ClusterHandle:
+        return self.cluster(MANAGEMENT)
+
+    @property
+    def members(self) -> list[ClusterHandle]:
+        return [self._handle(c) for c in self.state.clusters if c.role == "member"]
+
+    def cluster(self, name: str) -> ClusterHandle:
+        for c in self.state.clusters:
+            if c.name == name:
+                return self._handle(c)
+        raise DevFleetError(f"no cluster {name!r} in the fleet at {self.directory}")
+
+    @property
+    def chart_repo_url(self) -> str:
+        return self.state.chart_repo_url
+
+    # --- persistence ----------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, directory: Path) -> Fleet:
+        path = directory / STATE_FILE
+        if not path.exists():
+            raise DevFleetError(f"no fleet in {directory} ({STATE_FILE} not found): start one with `blueprintd dev up`")
+        try:
+            state = FleetState.model_validate_json(path.read_text())
+        except ValueError as exc:
+            raise DevFleetError(f"{path} is corrupt ({exc}); remove the directory and start again") from exc
+        return cls(directory, state)
+
+    def save(self) -> None:
+        (self.directory / STATE_FILE).write_text(self.state.model_dump_json(by_alias=True, indent=2))
+
+    # --- start ----------------------------------------------------------------------------
+
+    @classmethod
+    def up(
+        cls,
+        directory: Path,
+        fleet: FleetFile,
+        binaries: Binaries,
+        progress: Progress | None = None,
+    ) -> Fleet:
+        """Start etcd + management + members, wait for readiness, create simulated nodes."""
+        say = progress or (lambda _m: None)
+        directory = directory.resolve()
+        state_path = directory / STATE_FILE
+        if state_path.exists():
+            existing = cls.load(directory)
+            running = existing.running_processes()
+            if running:
+                raise DevFleetError(
+                    f"a fleet is already running in {directory} ({len(running)} processes); "
+                    f"use it, or stop it with `blueprintd dev down --dir {directory}`"
+                )
+            raise DevFleetError(
+                f"{directory} holds a stale fleet (its processes are gone); "
+                f"clean it with `blueprintd dev down --dir {directory}` and start again"
+            )
+        names = _member_names(fleet.members)
+        directory.mkdir(parents=True, exist_ok=True)
+        for sub in ("pki", "logs", "audit", "etcd"):
+            (directory / sub).mkdir(exist_ok=True)
+        ports = _free_ports(2 + 1 + len(names))
+        etcd_port, etcd_peer, api_ports = ports[0], ports[1], ports[2:]
+        state = FleetState(directory=str(directory), etcd_port=etcd_port)
+        self = cls(directory, state, binaries)
+        self._write_pki()
+        self._write_policy()
+        state.clusters = [self._cluster_state(MANAGEMENT, "management", api_ports[0], {})]
+        for (name, member), port in zip(names, api_ports[1:], strict=True):
+            state.clusters.append(self._cluster_state(name, "member", port, member.labels))
+        self.save()
+        try:
+            self._start_etcd_with_retry(etcd_peer, say)
+            say(f"starting {len(state.clusters)} API servers (management + {len(names)} members)")
+            started = time.monotonic()
+            for c in state.clusters:
+                c.process = self._start_apiserver(c)
+            self.save()
+            for c in state.clusters:
+                self._wait_ready_with_retry(c)
+            say(f"all API servers ready in {time.monotonic() - started:.1f}s")
+            for (name, member) in names:
+                c = next(x for x in state.clusters if x.name == name)
+                c.nodes = self._create_nodes(c, member)
+                if c.nodes:
+                    say(f"{name}: created {len(c.nodes)} simulated nodes")
+            self.save()
+        except BaseException:
+            self.down(remove=False)
+            raise
+        return self
+
+    def _write_pki(self) -> None:
+        ca = certs.CertificateAuthority.create()
+        ca.write(self.pki / "ca.crt", self.pki / "ca.key")
+        ca.serving(["127.0.0.1", "localhost", "::1"]).write(self.pki / "apiserver.crt", self.pki / "apiserver.key")
+        ca.client(ADMIN_USER, ["system:masters"]).write(self.pki / "admin.crt", self.pki / "admin.key")
+        certs.service_account_keys().write(self.pki / "sa.pub", self.pki / "sa.key")
+
+    def _write_policy(self) -> None:
+        (self.directory / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
+
+    def _cluster_state(self, name: str, role: str, port: int, labels: dict[str, str]) -> ClusterState:
+        kubeconfig = self.directory / f"{name}.kubeconfig"
+        ca = self._ca()
+        admin = certs.KeyPair((self.pki / "admin.crt").read_bytes(), (self.pki / "admin.key").read_bytes())
+        kubeconfig.write_text(kubeconfig_yaml(name, f"https://127.0.0.1:{port}", ca.cert_pem, admin, ADMIN_USER))
+        kubeconfig.chmod(0o600)
+        return ClusterState(
+            name=name,
+            role=role,
+            port=port,
+            etcd_prefix=f"/blueprintd-devfleet/{name}",
+            kubeconfig=str(kubeconfig),
+            audit_log=str(self.directory / "audit" / f"{name}.log"),
+            labels=labels,
+        )
+
+    def _spawn(self, argv: list[str], log: Path) -> ProcessState:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        return ProcessState(pid=proc.pid, cmd=argv[0], log=str(log))
+
+    def _require(self) -> Binaries:
+        if self.binaries is None:
+            raise DevFleetError("internal: binaries were not resolved before starting processes")
+        return self.binaries
+
+    def _start_etcd(self, port: int, peer: int) -> ProcessState:
+        bins = self._require()
+        data = self.directory / "etcd" / "data"
+        argv = [
+            str(bins.etcd),
+            "--name=devfleet",
+            f"--data-dir={data}",
+            f"--listen-client-urls=http://127.0.0.1:{port}",
+            f"--advertise-client-urls=http://127.0.0.1:{port}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=devfleet=http://127.0.0.1:{peer}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+            "--quota-backend-bytes=4294967296",
+        ]
+        return self._spawn(argv, self.directory / "logs" / "etcd.log")
+
+    def _start_etcd_with_retry(self, peer: int, say: Progress, attempts: int = 3) -> None:
+        # Ports are picked free but another process may grab one before etcd binds it
+        # (parallel test runs do); a bind failure is retried on fresh ports, anything else is fatal.
+        for attempt in range(attempts):
+            say(f"starting etcd on 127.0.0.1:{self.state.etcd_port}")
+            self.state.etcd = self._start_etcd(self.state.etcd_port, peer)
+            self.save()
+            try:
+                self._wait_etcd()
+                return
+            except DevFleetError as exc:
+                if "address already in use" not in str(exc) or attempt == attempts - 1:
+                    raise
+                self.state.etcd_port, peer = _free_ports(2)
+
+    def _wait_ready_with_retry(self, c: ClusterState, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            try:
+                self._wait_ready(c)
+                return
+            except DevFleetError as exc:
+                if "address already in use" not in str(exc) or attempt == attempts - 1:
+                    raise
+                c.port = _free_ports(1)[0]
+                self._rewrite_kubeconfig(c)
+                c.process = self._start_apiserver(c)
+                self.save()
+
+    def _rewrite_kubeconfig(self, c: ClusterState) -> None:
+        fresh = self._cluster_state(c.name, c.role, c.port, c.labels)
+        c.kubeconfig = fresh.kubeconfig
+
+    def _wait_etcd(self) -> None:
+        deadline = time.monotonic() + 30
+        url = f"http://127.0.0.1:{self.state.etcd_port}/health"
+        while time.monotonic() < deadline:
+            if not _alive(self.state.etcd):
+                raise DevFleetError(f"etcd exited during start-up:\n{_log_tail(self.directory / 'logs/etcd.log')}")
+            with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=2) as r:
+                if b'"health":"true"' in r.read():
+                    return
+            time.sleep(0.1)
+        raise DevFleetError(f"etcd did not become healthy in 30s:\n{_log_tail(self.directory / 'logs/etcd.log')}")
+
+    def _start_apiserver(self, c: ClusterState) -> ProcessState:
+        bins = self._require()
+        pki = self.pki
+        argv = [
+            str(bins.kube_apiserver),
+            f"--etcd-servers=http://127.0.0.1:{self.state.etcd_port}",
+            f"--etcd-prefix={c.etcd_prefix}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={c.port}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-issuer=https://{c.name}.devfleet.blueprintd.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--authorization-mode=RBAC",
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--disable-admission-plugins=ServiceAccount",
+            f"--audit-policy-file={self.directory / 'audit-policy.yaml'}",
+            f"--audit-log-path={c.audit_log}",
+            "--audit-log-maxsize=0",
+            "--cert-dir=" + str(self.directory / "pki" / f"{c.name}-generated"),
+            "--v=0",
+        ]
+        return self._spawn(argv, self.directory / "logs" / f"{c.name}.log")
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return ctx
+
+    def _readyz(self, c: ClusterState, ctx: ssl.SSLContext) -> bool:
+        url = f"https://127.0.0.1:{c.port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
+                return bool(r.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def _wait_ready(self, c: ClusterState, timeout: float = READY_TIMEOUT_S) -> None:
+        ctx = self._ssl_context()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(c.process):
+                raise DevFleetError(
+                    f"the API server of {c.name} exited during start-up (port {c.port}):\n"
+                    f"{_log_tail(self.directory / 'logs' / f'{c.name}.log')}"
+                )
+            if self._readyz(c, ctx):
+                return
+            time.sleep(0.1)
+        raise DevFleetError(
+            f"the API server of {c.name} was not ready after {timeout:.0f}s:\n"
+            f"{_log_tail(self.directory / 'logs' / f'{c.name}.log')}"
+        )
+
+    def _create_nodes(self, c: ClusterState, member: MemberSpec) -> list[str]:
+        from kubernetes import client, config
+
+        if not member.nodes:
+            return []
+        api = client.CoreV1Api(config.new_client_from_config(config_file=c.kubeconfig))
+        created = []
+        try:
+            for name, group in node_names(c.name, member.nodes):
+                body = node_object(name, PROFILES[group.profile], group.labels)
+                status = body.pop("status")
+                api.create_node(body)
+                api.patch_node_status(name, {"status": status})
+                created.append(name)
+        finally:
+            api.api_client.close()
+        return created
+
+    # --- partial outages (drift tests cut a member off and bring it back) ---------------
+
+    def stop_cluster(self, name: str) -> None:
+        c = self._state_of(name)
+        if c.process and _alive(c.process):
+            _terminate([c.process])
+        c.process = None
+        self.save()
+
+    def start_cluster(self, name: str) -> None:
+        c = self._state_of(name)
+        if c.process and _alive(c.process):
+            return
+        if self.binaries is None:
+            from blueprintd.devfleet.binaries import ensure
+
+            self.binaries = ensure()
+        c.process = self._start_apiserver(c)
+        self.save()
+        self._wait_ready(c)
+
+    def _state_of(self, name: str) -> ClusterState:
+        for c in self.state.clusters:
+            if c.name == name:
+                return c
+        raise DevFleetError(f"no cluster {name!r} in the fleet at {self.directory}")
+
+    # --- identities ---------------------------------------------------------------------
+
+    def mint_kubeconfig(self, cluster: str, user: str, groups: list[str] | None = None) -> Path:
+        """A kubeconfig for a new identity (client certificate) on one cluster.
+
+        RBAC decides what it may do, exactly as on a real cluster; the audit log records its
+        writes under ``user``.
+        """
+        c = self._state_of(cluster)
+        pair = self._ca().client(user, groups or [])
+        path = self.directory / "identities" / f"{cluster}-{user.replace(':', '_')}.kubeconfig"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(kubeconfig_yaml(cluster, f"https://127.0.0.1:{c.port}", self._ca().cert_pem, pair, user))
+        path.chmod(0o600)
+        return path
+
+    # --- status / stop --------------------------------------------------------------------
+
+    def all_processes(self) -> Iterator[tuple[str, ProcessState]]:
+        for c in self.state.clusters:
+            if c.process:
+                yield f"kube-apiserver/{c.name}", c.process
+        for name, proc in self.state.extra_processes.items():
+            yield name, proc
+        if self.state.etcd:
+            yield "etcd", self.state.etcd
+
+    def running_processes(self) -> list[tuple[str, ProcessState]]:
+        return [(n, p) for n, p in self.all_processes() if _alive(p)]
+
+    def status(self) -> list[dict[str, Any]]:
+        """One row per cluster: name, role, server, process alive, /readyz answer, nodes."""
+        ctx = self._ssl_context()
+        rows = []
+        for c in self.state.clusters:
+            alive = _alive(c.process)
+            rows.append(
+                {
+                    "name": c.name,
+                    "role": c.role,
+                    "server": f"https://127.0.0.1:{c.port}",
+                    "pid": c.process.pid if c.process else None,
+                    "running": alive,
+                    "ready": alive and self._readyz(c, ctx),
+                    "nodes": len(c.nodes),
+                    "labels": c.labels,
+                    "kubeconfig": c.kubeconfig,
+                }
+            )
+        return rows
+
+    def down(self, remove: bool = True) -> list[str]:
+        """Stop every process this fleet started (by recorded PID); remove data if asked."""
+        procs = [p for _, p in self.all_processes()]
+        # API servers first, then helpers, etcd last, so nothing logs storage errors on the way out.
+        stopped = _terminate(procs)
+        for c in self.state.clusters:
+            c.process = None
+        self.state.extra_processes = {}
+        self.state.etcd = None
+        if remove:
+            _remove_tree(self.directory / "etcd")
+            (self.directory / STATE_FILE).unlink(missing_ok=True)
+        else:
+            self.save()
+        return stopped
+
+
+def _terminate(procs: list[ProcessState], timeout: float = 15.0) -> list[str]:
+    stopped: list[str] = []
+    live = [p for p in procs if _alive(p)]
+    for p in live:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(p.pid, signal.SIGTERM)
+        stopped.append(f"{Path(p.cmd).name}[{p.pid}]")
+    deadline = time.monotonic() + timeout
+    for p in live:
+        while _alive(p) and time.monotonic() < deadline:
+            _reap(p.pid)
+            time.sleep(0.05)
+        if _alive(p):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, signal.SIGKILL)
+            while _alive(p):
+                _reap(p.pid)
+                time.sleep(0.05)
+        _reap(p.pid)
+    return stopped
+
+
+def _reap(pid: int) -> None:
+    # Processes we spawned in this interpreter become zombies until waited for.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _member_names(members: list[MemberSpec]) -> list[tuple[str, MemberSpec]]:
+    out: list[tuple[str, MemberSpec]] = []
+    seen: set[str] = set()
+    for i, m in enumerate(members, start=1):
+        name = m.name or f"member-{i}"
+        if name in seen or name == MANAGEMENT:
+            raise DevFleetError(f"members[{i - 1}].name: {name!r} is used twice (or is reserved); pick unique names")
+        seen.add(name)
+        out.append((name, m))
+    return out
+
+
+def read_state_json(directory: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((directory / STATE_FILE).read_text())
+    return data

@@ -1,0 +1,90 @@
+"""The DRAPlugin gRPC service, served as v1 and v1beta1 from one implementation.
+
+The two API versions have identical messages in different proto packages, so the servicer
+is parameterised by the generated module of its version: it converts that version's
+messages to :class:`~blueprintd.dra.prepare.ClaimRef`, calls the shared
+:class:`~blueprintd.dra.prepare.Preparer`, and builds that version's response. No method
+ever raises to gRPC: the kubelet discards a whole response on a gRPC error, so every
+failure is reported per claim.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+from typing import Any
+
+import grpc
+
+from blueprintd.dra.prepare import ClaimRef, Preparer
+from blueprintd.dra.proto import dra_v1_pb2, dra_v1_pb2_grpc, dra_v1beta1_pb2, dra_v1beta1_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+# (API version, messages module, grpc module) for every version served.
+VERSIONS: tuple[tuple[str, ModuleType, ModuleType], ...] = (
+    ("v1", dra_v1_pb2, dra_v1_pb2_grpc),
+    ("v1beta1", dra_v1beta1_pb2, dra_v1beta1_pb2_grpc),
+)
+
+
+def _refs(request: Any) -> list[ClaimRef]:
+    return [ClaimRef(namespace=c.namespace, name=c.name, uid=c.uid) for c in request.claims]
+
+
+class DraServicer:
+    """``DRAPlugin`` for one API version, delegating to a shared Preparer."""
+
+    def __init__(self, preparer: Preparer, pb2: ModuleType) -> None:
+        self.preparer = preparer
+        self.pb2 = pb2
+
+    def NodePrepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
+        refs = _refs(request)
+        try:
+            results = self.preparer.prepare(refs)
+        except Exception as exc:  # Preparer already isolates claims; this is a last resort
+            log.exception("NodePrepareResources")
+            results = {}
+            error = f"internal error: {exc}"
+        else:
+            error = "internal error: no result"
+        response = self.pb2.NodePrepareResourcesResponse()
+        for ref in refs:
+            entry = response.claims[ref.uid]
+            result = results.get(ref.uid)
+            if result is None:
+                entry.error = error
+                continue
+            if result.error:
+                entry.error = result.error
+                continue
+            for dev in result.devices:
+                entry.devices.append(
+                    self.pb2.Device(
+                        request_names=list(dev.request_names),
+                        pool_name=dev.pool_name,
+                        device_name=dev.device_name,
+                        cdi_device_ids=list(dev.cdi_device_ids),
+                    )
+                )
+        return response
+
+    def NodeUnprepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
+        refs = _refs(request)
+        try:
+            errors = self.preparer.unprepare(refs)
+        except Exception as exc:
+            log.exception("NodeUnprepareResources")
+            errors = {ref.uid: f"internal error: {exc}" for ref in refs}
+        response = self.pb2.NodeUnprepareResourcesResponse()
+        for ref in refs:
+            response.claims[ref.uid].error = errors.get(ref.uid, "internal error: no result")
+        return response
+
+
+def add_dra_services(server: grpc.Server, preparer: Preparer) -> list[str]:
+    """Register the DRAPlugin service of every supported version; returns the versions."""
+    for _, pb2, pb2_grpc in VERSIONS:
+        pb2_grpc.add_DRAPluginServicer_to_server(DraServicer(preparer, pb2), server)
+    return [v for v, _, _ in VERSIONS]
