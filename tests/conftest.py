@@ -17,6 +17,7 @@ from blueprintd.devfleet import binaries as binaries_mod
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.fleet import ClusterHandle, Fleet
 from blueprintd.devfleet.testing import TEST_FLEET, running_fleet, temp_namespace
+from blueprintd.devfleet.workloads import WorkloadSimulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,12 @@ def kube_binaries() -> Binaries:
 def fleet(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """management + member-1 (2x H100, 2x L4, 1x CPU nodes) + member-2 (2x L4 nodes)."""
     with running_fleet(tmp_path_factory.mktemp("fleet"), TEST_FLEET, kube_binaries) as f:
-        yield f
+        simulator = WorkloadSimulator(f)
+        simulator.start()
+        try:
+            yield f
+        finally:
+            simulator.stop()
 
 
 @pytest.fixture(scope="session")

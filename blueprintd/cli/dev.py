@@ -24,7 +24,8 @@ from blueprintd.errors import BlueprintdError
 
 dev_app = typer.Typer(
     help=(
-        "Run a local fleet of real Kubernetes API servers (management + members) with simulated GPU nodes.\n\n"
+        "Run a local fleet of real Kubernetes API servers (management + members)\n"
+        "with simulated GPU nodes.\n\n"
         "Example:\n\n"
         "  blueprintd dev up --members 3 --dir /tmp/f --nodes h100 l4\n\n"
         "  kubectl --kubeconfig /tmp/f/member-1.kubeconfig get nodes --show-labels\n\n"
@@ -36,7 +37,9 @@ app.add_typer(dev_app, name="dev")
 
 DEFAULT_DIR = Path(".blueprintd-fleet")
 err = Console(stderr=True, soft_wrap=True)
-DirOpt = Annotated[Path, typer.Option("--dir", help="Directory holding the fleet's kubeconfigs, logs and state.")]
+DirOpt = Annotated[
+    Path, typer.Option("--dir", help="Directory holding the fleet's kubeconfigs, logs and state.")
+]
 
 
 def _fail(exc: BlueprintdError) -> None:
@@ -46,19 +49,28 @@ def _fail(exc: BlueprintdError) -> None:
 
 @dev_app.command("up")
 def up(
-    members: Annotated[int, typer.Option("--members", "-m", min=0, max=64, help="Number of member clusters.")] = 2,
+    members: Annotated[
+        int, typer.Option("--members", "-m", min=0, max=64, help="Number of member clusters.")
+    ] = 2,
     directory: DirOpt = DEFAULT_DIR,
     nodes: Annotated[
         list[str] | None,
         typer.Option(
             "--nodes",
-            help=f"Node profiles every member gets (repeatable or space separated): {', '.join(sorted(PROFILES))}.",
+            help="Node profiles every member gets (repeatable or space separated): "
+            f"{', '.join(sorted(PROFILES))}.",
         ),
     ] = None,
-    nodes_per_profile: Annotated[int, typer.Option("--nodes-per-profile", min=1, help="Nodes per profile.")] = 2,
+    nodes_per_profile: Annotated[
+        int, typer.Option("--nodes-per-profile", min=1, help="Nodes per profile.")
+    ] = 2,
     fleet_file: Annotated[
         Path | None,
-        typer.Option("--fleet", help="YAML fleet file (members with their own labels and node profiles); overrides --members/--nodes."),
+        typer.Option(
+            "--fleet",
+            help="YAML fleet file (members with their own labels and node profiles); "
+            "overrides --members/--nodes.",
+        ),
     ] = None,
     charts: Annotated[
         bool, typer.Option("--charts/--no-charts", help="Also serve the stand-in Helm charts on 127.0.0.1.")
@@ -68,9 +80,12 @@ def up(
     """Start etcd, the management API server and N member API servers; write kubeconfigs to DIR."""
     try:
         profiles = list(nodes or []) + list(extra_args or [])
-        fleet_spec = load_fleet_file(fleet_file) if fleet_file else uniform_fleet(members, profiles, nodes_per_profile)
+        fleet_spec = (
+            load_fleet_file(fleet_file) if fleet_file else uniform_fleet(members, profiles, nodes_per_profile)
+        )
         bins = binaries.ensure(progress=lambda m: err.print(m, highlight=False))
         fleet = Fleet.up(directory, fleet_spec, bins, progress=lambda m: err.print(m, highlight=False))
+        fleet.start_helper("workload-simulator", "blueprintd.devfleet.workloads", str(fleet.directory))
         if charts:
             from blueprintd.devfleet.chartserve import start_detached_chart_repo
 
@@ -100,17 +115,26 @@ def status(
         _fail(exc)
         return
     if output == "json":
-        json.dump({"directory": str(fleet.directory), "chartRepo": fleet.chart_repo_url, "clusters": rows},
-                  sys.stdout, indent=2)
+        json.dump(
+            {"directory": str(fleet.directory), "chartRepo": fleet.chart_repo_url, "clusters": rows},
+            sys.stdout,
+            indent=2,
+        )
         sys.stdout.write("\n")
     else:
         table = Table(title=f"fleet {fleet.directory}")
         for col in ("cluster", "role", "server", "pid", "ready", "nodes", "labels"):
             table.add_column(col)
         for r in rows:
-            ready = "[green]yes[/green]" if r["ready"] else ("[yellow]starting[/yellow]" if r["running"] else "[red]down[/red]")
+            ready = (
+                "[green]yes[/green]"
+                if r["ready"]
+                else ("[yellow]starting[/yellow]" if r["running"] else "[red]down[/red]")
+            )
             labels = ",".join(f"{k}={v}" for k, v in r["labels"].items())
-            table.add_row(r["name"], r["role"], r["server"], str(r["pid"] or "-"), ready, str(r["nodes"]), labels)
+            table.add_row(
+                r["name"], r["role"], r["server"], str(r["pid"] or "-"), ready, str(r["nodes"]), labels
+            )
         Console().print(table)
     if not all(r["ready"] for r in rows):
         raise typer.Exit(1)
@@ -125,7 +149,9 @@ def down(directory: DirOpt = DEFAULT_DIR) -> None:
         _fail(exc)
         return
     stopped = fleet.down(remove=True)
-    err.print(f"stopped {len(stopped)} processes: {' '.join(stopped) or '(none were running)'}", highlight=False)
+    err.print(
+        f"stopped {len(stopped)} processes: {' '.join(stopped) or '(none were running)'}", highlight=False
+    )
 
 
 @dev_app.command("build")

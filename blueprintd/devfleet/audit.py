@@ -74,8 +74,4 @@ class AuditLog:
 
     def writes(self, since: int = 0, user: str | None = None) -> list[AuditEvent]:
         """Write calls (create/update/patch/delete) after ``since``, optionally by one user."""
-        return [
-            e
-            for e in self.events(since)
-            if e.verb in WRITE_VERBS and (user is None or e.user == user)
-        ]
+        return [e for e in self.events(since) if e.verb in WRITE_VERBS and (user is None or e.user == user)]

@@ -65,9 +65,15 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                    key_encipherment=False, data_encipherment=False, key_agreement=False,
-                    encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -91,7 +97,7 @@ class CertificateAuthority:
         KeyPair(self.cert_pem, _pem_key(self.key)).write(cert_path, key_path)
 
     def _issue(
-        self, subject: x509.Name, usage: ExtendedKeyUsageOID, sans: list[x509.GeneralName] | None = None
+        self, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None = None
     ) -> KeyPair:
         key = _key()
         now = datetime.datetime.now(datetime.UTC)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from blueprintd.devfleet.fleet import Fleet, ProcessState
+from blueprintd.devfleet.fleet import Fleet
 from blueprintd.errors import DevFleetError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +30,10 @@ def chart_sources() -> list[Path]:
             f"the charts/ folder was not found next to the package ({charts}); "
             "run blueprintd from a source checkout to serve the stand-in charts"
         )
+    # standins-broken holds charts that fail on purpose (other versions of the same names),
+    # so rollout-failure tests and demos can point a blueprint version at them.
     dirs = sorted(p.parent for p in (charts / "standins").glob("*/Chart.yaml"))
+    dirs += sorted(p.parent for p in (charts / "standins-broken").glob("*/Chart.yaml"))
     dirs += sorted(p.parent for p in charts.glob("*/Chart.yaml"))
     return dirs
 
@@ -41,14 +43,7 @@ def start_detached_chart_repo(fleet: Fleet, progress: Callable[[str], None] | No
     say = progress or (lambda _m: None)
     url_file = fleet.directory / "charts" / "url"
     url_file.unlink(missing_ok=True)
-    log = fleet.directory / "logs" / "chart-repo.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "blueprintd.devfleet.chartserve", str(fleet.directory)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    fleet.state.extra_processes["chart-repo"] = ProcessState(pid=proc.pid, cmd=sys.executable, log=str(log))
-    fleet.save()
+    fleet.start_helper("chart-repo", "blueprintd.devfleet.chartserve", str(fleet.directory))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if url_file.exists():
@@ -56,10 +51,12 @@ def start_detached_chart_repo(fleet: Fleet, progress: Callable[[str], None] | No
             fleet.save()
             say(f"chart repository serving on {fleet.state.chart_repo_url}")
             return fleet.state.chart_repo_url
-        if proc.poll() is not None:
-            raise DevFleetError(f"the chart repository failed to start:\n{log.read_text()[-2000:]}")
+        stopped = fleet.helper_exit_status("chart-repo")
+        if stopped is not None:
+            log = fleet.directory / "logs" / "chart-repo.log"
+            raise DevFleetError(f"the chart repository failed to start{stopped}:\n{log.read_text()[-2000:]}")
         time.sleep(0.1)
-    raise DevFleetError(f"the chart repository did not start within 120s; see {log}")
+    raise DevFleetError(f"the chart repository did not start within 120s; see {fleet.directory / 'logs'}")
 
 
 def serve(directory: Path) -> None:

@@ -144,11 +144,16 @@ def kubeconfig_yaml(name: str, server: str, ca_pem: bytes, client: certs.KeyPair
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}],
+        "clusters": [
+            {"name": name, "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}
+        ],
         "users": [
             {
                 "name": user,
-                "user": {"client-certificate-data": b64(client.cert_pem), "client-key-data": b64(client.key_pem)},
+                "user": {
+                    "client-certificate-data": b64(client.cert_pem),
+                    "client-key-data": b64(client.key_pem),
+                },
             }
         ],
         "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
@@ -164,6 +169,7 @@ class Fleet:
         self.directory = directory
         self.state = state
         self.binaries = binaries
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     # --- lookup -------------------------------------------------------------------------
 
@@ -209,7 +215,9 @@ class Fleet:
     def load(cls, directory: Path) -> Fleet:
         path = directory / STATE_FILE
         if not path.exists():
-            raise DevFleetError(f"no fleet in {directory} ({STATE_FILE} not found): start one with `blueprintd dev up`")
+            raise DevFleetError(
+                f"no fleet in {directory} ({STATE_FILE} not found): start one with `blueprintd dev up`"
+            )
         try:
             state = FleetState.model_validate_json(path.read_text())
         except ValueError as exc:
@@ -269,7 +277,7 @@ class Fleet:
             for c in state.clusters:
                 self._wait_ready_with_retry(c)
             say(f"all API servers ready in {time.monotonic() - started:.1f}s")
-            for (name, member) in names:
+            for name, member in names:
                 c = next(x for x in state.clusters if x.name == name)
                 c.nodes = self._create_nodes(c, member)
                 if c.nodes:
@@ -283,7 +291,9 @@ class Fleet:
     def _write_pki(self) -> None:
         ca = certs.CertificateAuthority.create()
         ca.write(self.pki / "ca.crt", self.pki / "ca.key")
-        ca.serving(["127.0.0.1", "localhost", "::1"]).write(self.pki / "apiserver.crt", self.pki / "apiserver.key")
+        ca.serving(["127.0.0.1", "localhost", "::1"]).write(
+            self.pki / "apiserver.crt", self.pki / "apiserver.key"
+        )
         ca.client(ADMIN_USER, ["system:masters"]).write(self.pki / "admin.crt", self.pki / "admin.key")
         certs.service_account_keys().write(self.pki / "sa.pub", self.pki / "sa.key")
 
@@ -294,7 +304,9 @@ class Fleet:
         kubeconfig = self.directory / f"{name}.kubeconfig"
         ca = self._ca()
         admin = certs.KeyPair((self.pki / "admin.crt").read_bytes(), (self.pki / "admin.key").read_bytes())
-        kubeconfig.write_text(kubeconfig_yaml(name, f"https://127.0.0.1:{port}", ca.cert_pem, admin, ADMIN_USER))
+        kubeconfig.write_text(
+            kubeconfig_yaml(name, f"https://127.0.0.1:{port}", ca.cert_pem, admin, ADMIN_USER)
+        )
         kubeconfig.chmod(0o600)
         return ClusterState(
             name=name,
@@ -311,7 +323,15 @@ class Fleet:
             proc = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
+        self._children[proc.pid] = proc
         return ProcessState(pid=proc.pid, cmd=argv[0], log=str(log))
+
+    def _exit_status(self, proc: ProcessState | None) -> str:
+        child = self._children.get(proc.pid) if proc else None
+        code = child.poll() if child else None
+        if code is None:
+            return ""
+        return f" (killed by signal {-code})" if code < 0 else f" (exit code {code})"
 
     def _require(self) -> Binaries:
         if self.binaries is None:
@@ -373,12 +393,20 @@ class Fleet:
         url = f"http://127.0.0.1:{self.state.etcd_port}/health"
         while time.monotonic() < deadline:
             if not _alive(self.state.etcd):
-                raise DevFleetError(f"etcd exited during start-up:\n{_log_tail(self.directory / 'logs/etcd.log')}")
-            with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=2) as r:
+                raise DevFleetError(
+                    f"etcd exited during start-up{self._exit_status(self.state.etcd)}:\n"
+                    f"{_log_tail(self.directory / 'logs/etcd.log')}"
+                )
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(url, timeout=2) as r,
+            ):
                 if b'"health":"true"' in r.read():
                     return
             time.sleep(0.1)
-        raise DevFleetError(f"etcd did not become healthy in 30s:\n{_log_tail(self.directory / 'logs/etcd.log')}")
+        raise DevFleetError(
+            f"etcd did not become healthy in 30s:\n{_log_tail(self.directory / 'logs/etcd.log')}"
+        )
 
     def _start_apiserver(self, c: ClusterState) -> ProcessState:
         bins = self._require()
@@ -428,7 +456,8 @@ class Fleet:
         while time.monotonic() < deadline:
             if not _alive(c.process):
                 raise DevFleetError(
-                    f"the API server of {c.name} exited during start-up (port {c.port}):\n"
+                    f"the API server of {c.name} exited during start-up (port {c.port})"
+                    f"{self._exit_status(c.process)}:\n"
                     f"{_log_tail(self.directory / 'logs' / f'{c.name}.log')}"
                 )
             if self._readyz(c, ctx):
@@ -456,6 +485,24 @@ class Fleet:
         finally:
             api.api_client.close()
         return created
+
+    def start_helper(self, name: str, module: str, *args: str) -> ProcessState:
+        """Start a detached Python helper (chart server, workload simulator) that lives as long
+        as the fleet: recorded in fleet.json so ``down`` stops it with the API servers."""
+        import sys
+
+        log = self.directory / "logs" / f"{name}.log"
+        proc = self._spawn([sys.executable, "-m", module, *args], log)
+        self.state.extra_processes[name] = proc
+        self.save()
+        return proc
+
+    def helper_exit_status(self, name: str) -> str | None:
+        """None while the helper runs; otherwise why it stopped (for error messages)."""
+        proc = self.state.extra_processes.get(name)
+        if proc is not None and _alive(proc):
+            return None
+        return self._exit_status(proc) or " (not running)"
 
     # --- partial outages (drift tests cut a member off and bring it back) ---------------
 
@@ -496,7 +543,9 @@ class Fleet:
         pair = self._ca().client(user, groups or [])
         path = self.directory / "identities" / f"{cluster}-{user.replace(':', '_')}.kubeconfig"
         path.parent.mkdir(exist_ok=True)
-        path.write_text(kubeconfig_yaml(cluster, f"https://127.0.0.1:{c.port}", self._ca().cert_pem, pair, user))
+        path.write_text(
+            kubeconfig_yaml(cluster, f"https://127.0.0.1:{c.port}", self._ca().cert_pem, pair, user)
+        )
         path.chmod(0o600)
         return path
 
@@ -506,8 +555,7 @@ class Fleet:
         for c in self.state.clusters:
             if c.process:
                 yield f"kube-apiserver/{c.name}", c.process
-        for name, proc in self.state.extra_processes.items():
-            yield name, proc
+        yield from self.state.extra_processes.items()
         if self.state.etcd:
             yield "etcd", self.state.etcd
 
@@ -592,7 +640,9 @@ def _member_names(members: list[MemberSpec]) -> list[tuple[str, MemberSpec]]:
     for i, m in enumerate(members, start=1):
         name = m.name or f"member-{i}"
         if name in seen or name == MANAGEMENT:
-            raise DevFleetError(f"members[{i - 1}].name: {name!r} is used twice (or is reserved); pick unique names")
+            raise DevFleetError(
+                f"members[{i - 1}].name: {name!r} is used twice (or is reserved); pick unique names"
+            )
         seen.add(name)
         out.append((name, m))
     return out

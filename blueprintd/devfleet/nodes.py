@@ -47,19 +47,33 @@ class NodeProfile:
 PROFILES: dict[str, NodeProfile] = {
     p.name: p
     for p in (
-        NodeProfile("h100", "8x NVIDIA H100 80GB HBM3 (MIG-capable), MIG off", "h100-80gb", 8,
-                    cpu="224", memory="2Ti"),
-        NodeProfile("h100-mig", "8x NVIDIA H100 80GB HBM3 with MIG all-1g.10gb applied", "h100-80gb", 8,
-                    mig_config="all-1g.10gb", cpu="224", memory="2Ti"),
-        NodeProfile("a100", "8x NVIDIA A100-SXM4-80GB (MIG-capable)", "a100-80gb", 8, cpu="256", memory="2Ti"),
+        NodeProfile(
+            "h100", "8x NVIDIA H100 80GB HBM3 (MIG-capable), MIG off", "h100-80gb", 8, cpu="224", memory="2Ti"
+        ),
+        NodeProfile(
+            "h100-mig",
+            "8x NVIDIA H100 80GB HBM3 with MIG all-1g.10gb applied",
+            "h100-80gb",
+            8,
+            mig_config="all-1g.10gb",
+            cpu="224",
+            memory="2Ti",
+        ),
+        NodeProfile(
+            "a100", "8x NVIDIA A100-SXM4-80GB (MIG-capable)", "a100-80gb", 8, cpu="256", memory="2Ti"
+        ),
         NodeProfile("l4", "4x NVIDIA L4 (no MIG: time-slicing)", "l4", 4, cpu="48", memory="192Gi"),
         NodeProfile("t4", "1x Tesla T4 (no MIG)", "t4", 1, cpu="16", memory="64Gi"),
         NodeProfile("cpu", "CPU-only worker", None, 0, cpu="32", memory="128Gi"),
         NodeProfile(
             "sandbox",
             "8x H100 reserved for Kata/VFIO passthrough (confidential / untrusted workloads)",
-            "h100-80gb", 8, workload="vm-passthrough",
-            extra_labels={"katacontainers.io/kata-runtime": "true"}, cpu="224", memory="2Ti",
+            "h100-80gb",
+            8,
+            workload="vm-passthrough",
+            extra_labels={"katacontainers.io/kata-runtime": "true"},
+            cpu="224",
+            memory="2Ti",
         ),
     )
 }
@@ -115,7 +129,9 @@ def gpu_capacity(profile: NodeProfile) -> int:
     return profile.gpus
 
 
-def node_object(name: str, profile: NodeProfile, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
+def node_object(
+    name: str, profile: NodeProfile, extra_labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A Node manifest (metadata + status) for one simulated node."""
     labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
     labels.update(gfd_labels(profile))
@@ -134,13 +150,23 @@ def node_object(name: str, profile: NodeProfile, extra_labels: dict[str, str] | 
             "capacity": capacity,
             "allocatable": dict(capacity),
             "conditions": [
-                {"type": "Ready", "status": "True", "reason": "KubeletReady",
-                 "message": "simulated node (blueprintd devfleet)"},
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "simulated node (blueprintd devfleet)",
+                },
             ],
             "nodeInfo": {
-                "kubeletVersion": "v1.37.2", "containerRuntimeVersion": "containerd://2.1.0",
-                "osImage": "Simulated GPU node", "operatingSystem": "linux", "architecture": "amd64",
-                "kernelVersion": "6.8.0", "kubeProxyVersion": "", "machineID": "", "systemUUID": "",
+                "kubeletVersion": "v1.37.2",
+                "containerRuntimeVersion": "containerd://2.1.0",
+                "osImage": "Simulated GPU node",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+                "kernelVersion": "6.8.0",
+                "kubeProxyVersion": "",
+                "machineID": "",
+                "systemUUID": "",
                 "bootID": "",
             },
         },
@@ -176,9 +202,7 @@ def load_fleet_file(path: Path) -> FleetFile:
     try:
         fleet = FleetFile.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise DevFleetError(f"{path}: invalid fleet file: {problems}") from exc
     for i, member in enumerate(fleet.members):
         for j, group in enumerate(member.nodes):

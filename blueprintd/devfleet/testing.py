@@ -31,7 +31,9 @@ TEST_FLEET = FleetFile(
                 NodeGroupSpec(profile="cpu", count=1),
             ],
         ),
-        MemberSpec(name="member-2", labels={"env": "test", "gpu": "l4"}, nodes=[NodeGroupSpec(profile="l4", count=2)]),
+        MemberSpec(
+            name="member-2", labels={"env": "test", "gpu": "l4"}, nodes=[NodeGroupSpec(profile="l4", count=2)]
+        ),
     ]
 )
 
@@ -50,7 +52,9 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def wait_for(predicate: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> T:
+def wait_for(
+    predicate: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> T:
     """Poll until ``predicate`` returns something truthy; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: T | None = None

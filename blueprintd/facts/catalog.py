@@ -70,25 +70,57 @@ _A30 = _p(("1g.6gb", 4), ("2g.12gb", 2), ("4g.24gb", 1))
 _H100_NVL = _p(("1g.12gb", 7), ("1g.24gb", 4), ("2g.24gb", 3), ("3g.47gb", 2), ("4g.47gb", 1), ("7g.94gb", 1))
 _96GB = _p(("1g.12gb", 7), ("2g.24gb", 3), ("3g.48gb", 2), ("4g.48gb", 1), ("7g.96gb", 1))
 _H200 = _p(("1g.18gb", 7), ("1g.35gb", 4), ("2g.35gb", 3), ("3g.71gb", 2), ("4g.71gb", 1), ("7g.141gb", 1))
-_GH200_144 = _p(("1g.18gb", 7), ("1g.36gb", 4), ("2g.36gb", 3), ("3g.72gb", 2), ("4g.72gb", 1), ("7g.144gb", 1))
+_GH200_144 = _p(
+    ("1g.18gb", 7), ("1g.36gb", 4), ("2g.36gb", 3), ("3g.72gb", 2), ("4g.72gb", 1), ("7g.144gb", 1)
+)
 _B200 = _p(("1g.23gb", 7), ("1g.45gb", 4), ("2g.45gb", 3), ("3g.90gb", 2), ("4g.90gb", 1), ("7g.180gb", 1))
 _RTX_PRO_6000 = _p(("1g.24gb", 4), ("2g.48gb", 2), ("4g.96gb", 1))
 
 PRODUCTS: tuple[GpuProduct, ...] = (
-    GpuProduct("a100-40gb", "NVIDIA A100-SXM4-40GB", "ampere", "8.0", 40960,
-               ("0x20B0", "0x20B1", "0x20F1", "0x20F6"), _A100_40),
-    GpuProduct("a100-80gb", "NVIDIA A100-SXM4-80GB", "ampere", "8.0", 81920,
-               ("0x20B2", "0x20B5", "0x20F3", "0x20F5"), _80GB),
-    GpuProduct("h100-80gb", "NVIDIA H100 80GB HBM3", "hopper", "9.0", 81559,
-               ("0x2330", "0x2331", "0x2322", "0x2324"), _80GB),
+    GpuProduct(
+        "a100-40gb",
+        "NVIDIA A100-SXM4-40GB",
+        "ampere",
+        "8.0",
+        40960,
+        ("0x20B0", "0x20B1", "0x20F1", "0x20F6"),
+        _A100_40,
+    ),
+    GpuProduct(
+        "a100-80gb",
+        "NVIDIA A100-SXM4-80GB",
+        "ampere",
+        "8.0",
+        81920,
+        ("0x20B2", "0x20B5", "0x20F3", "0x20F5"),
+        _80GB,
+    ),
+    GpuProduct(
+        "h100-80gb",
+        "NVIDIA H100 80GB HBM3",
+        "hopper",
+        "9.0",
+        81559,
+        ("0x2330", "0x2331", "0x2322", "0x2324"),
+        _80GB,
+    ),
     GpuProduct("a30", "NVIDIA A30", "ampere", "8.0", 24576, ("0x20B7",), _A30),
     GpuProduct("h100-nvl", "NVIDIA H100 NVL", "hopper", "9.0", 95830, ("0x2321", "0x233A"), _H100_NVL),
-    GpuProduct("h100-96gb", "NVIDIA H100 96GB HBM3", "hopper", "9.0", 97871, ("0x2342", "0x233D", "0x2329"), _96GB),
+    GpuProduct(
+        "h100-96gb", "NVIDIA H100 96GB HBM3", "hopper", "9.0", 97871, ("0x2342", "0x233D", "0x2329"), _96GB
+    ),
     GpuProduct("h200", "NVIDIA H200", "hopper", "9.0", 143771, ("0x2335", "0x233B"), _H200),
     GpuProduct("gh200-144gb", "NVIDIA GH200 144G HBM3e", "hopper", "9.0", 146831, ("0x2348",), _GH200_144),
     GpuProduct("b200", "NVIDIA B200", "blackwell", "10.0", 183359, ("0x2901",), _B200),
-    GpuProduct("rtx-pro-6000", "NVIDIA RTX PRO 6000 Blackwell Server Edition", "blackwell", "12.0", 97887,
-               ("0x2BB5",), _RTX_PRO_6000),
+    GpuProduct(
+        "rtx-pro-6000",
+        "NVIDIA RTX PRO 6000 Blackwell Server Edition",
+        "blackwell",
+        "12.0",
+        97887,
+        ("0x2BB5",),
+        _RTX_PRO_6000,
+    ),
     GpuProduct("l4", "NVIDIA L4", "ada-lovelace", "8.9", 23034, ("0x27B8",)),
     GpuProduct("l40s", "NVIDIA L40S", "ada-lovelace", "8.9", 46068, ("0x26B9",)),
     GpuProduct("l40", "NVIDIA L40", "ada-lovelace", "8.9", 46068, ("0x26B5",)),

@@ -38,7 +38,10 @@ CRD = {
                     "openAPIV3Schema": {
                         "type": "object",
                         "properties": {
-                            "spec": {"type": "object", "properties": {"size": {"type": "integer", "minimum": 1}}}
+                            "spec": {
+                                "type": "object",
+                                "properties": {"size": {"type": "integer", "minimum": 1}},
+                            }
                         },
                     }
                 },
@@ -86,18 +89,28 @@ def test_crd_and_custom_object_in_a_member(member: ClusterHandle, member_namespa
 
     wait_for(established, what="CRD established")
     dyn.resources.invalidate_cache()
-    widgets = wait_for(lambda: _resource(dyn, "example.blueprintd.io/v1", "Widget"), what="Widget discoverable")
+    widgets = wait_for(
+        lambda: _resource(dyn, "example.blueprintd.io/v1", "Widget"), what="Widget discoverable"
+    )
     widgets.create(
-        body={"apiVersion": "example.blueprintd.io/v1", "kind": "Widget", "metadata": {"name": "w"},
-              "spec": {"size": 3}},
+        body={
+            "apiVersion": "example.blueprintd.io/v1",
+            "kind": "Widget",
+            "metadata": {"name": "w"},
+            "spec": {"size": 3},
+        },
         namespace=member_namespace,
     )
     assert widgets.get(name="w", namespace=member_namespace).spec.size == 3
     # The API server validates custom objects against the CRD schema.
     with pytest.raises(ApiException) as exc:
         widgets.create(
-            body={"apiVersion": "example.blueprintd.io/v1", "kind": "Widget", "metadata": {"name": "bad"},
-                  "spec": {"size": 0}},
+            body={
+                "apiVersion": "example.blueprintd.io/v1",
+                "kind": "Widget",
+                "metadata": {"name": "bad"},
+                "spec": {"size": 0},
+            },
             namespace=member_namespace,
         )
     assert exc.value.status == 422 and "spec.size" in exc.value.body
@@ -116,8 +129,12 @@ def _resource(dyn: object, api_version: str, kind: str) -> object | None:
 def test_server_side_apply_records_field_manager(member: ClusterHandle, member_namespace: str) -> None:
     dyn = dynamic_client(member)
     cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": member_namespace},
-            "data": {"mig": "all-1g.10gb"}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cfg", "namespace": member_namespace},
+        "data": {"mig": "all-1g.10gb"},
+    }
     cms.server_side_apply(body=body, name="cfg", namespace=member_namespace, field_manager="blueprintd")
     obj = cms.get(name="cfg", namespace=member_namespace).to_dict()
     managers = {m["manager"]: m for m in obj["metadata"]["managedFields"]}
@@ -126,7 +143,9 @@ def test_server_side_apply_records_field_manager(member: ClusterHandle, member_n
     # A second manager changing the same field conflicts unless it forces.
     other = dict(body, data={"mig": "all-disabled"})
     with pytest.raises(ApiException) as exc:
-        cms.server_side_apply(body=other, name="cfg", namespace=member_namespace, field_manager="someone-else")
+        cms.server_side_apply(
+            body=other, name="cfg", namespace=member_namespace, field_manager="someone-else"
+        )
     assert exc.value.status == 409
 
 
@@ -140,8 +159,12 @@ def test_watch_sees_out_of_band_change(member: ClusterHandle, member_namespace: 
     def run() -> None:
         watcher_api = client.CoreV1Api(member.api_client())
         with contextlib.suppress(Exception):  # the stream ends when the test stops it
-            for ev in w.stream(watcher_api.list_namespaced_config_map, member_namespace, resource_version=rv,
-                               timeout_seconds=30):
+            for ev in w.stream(
+                watcher_api.list_namespaced_config_map,
+                member_namespace,
+                resource_version=rv,
+                timeout_seconds=30,
+            ):
                 events.put((ev["type"], ev["object"].data or {}))
 
     t = threading.Thread(target=run, daemon=True)
@@ -165,11 +188,15 @@ def test_helm_install_from_local_repo_through_pyhelm3(
     async def scenario() -> tuple[list[dict[str, object]], str]:
         c = Client(executable=str(helm), kubeconfig=member.kubeconfig)
         chart = await c.get_chart("kai-scheduler", repo=chart_repo)
-        rev = await c.install_or_upgrade_release(release, chart, {}, namespace=ns, create_namespace=True, wait=False)
+        rev = await c.install_or_upgrade_release(
+            release, chart, {}, namespace=ns, create_namespace=True, wait=False
+        )
         resources = list(await rev.resources())
         manifest = subprocess.run(
             [str(helm), "get", "manifest", release, "-n", ns, "--kubeconfig", str(member.kubeconfig)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         await c.uninstall_release(release, namespace=ns, wait=False)
         return resources, manifest
@@ -179,7 +206,9 @@ def test_helm_install_from_local_repo_through_pyhelm3(
     assert "Deployment" in kinds
     assert any(d.get("kind") == "Deployment" for d in yaml.safe_load_all(manifest) if d)
     apps = client.AppsV1Api(member.api_client())
-    wait_for(lambda: not apps.list_namespaced_deployment(ns).items, what="release objects removed on uninstall")
+    wait_for(
+        lambda: not apps.list_namespaced_deployment(ns).items, what="release objects removed on uninstall"
+    )
 
 
 def test_audit_log_counts_writes_per_user(fleet: Fleet, member: ClusterHandle, member_namespace: str) -> None:
@@ -187,14 +216,18 @@ def test_audit_log_counts_writes_per_user(fleet: Fleet, member: ClusterHandle, m
     admin = client.RbacAuthorizationV1Api(member.api_client())
     admin.create_namespaced_role(
         member_namespace,
-        {"metadata": {"name": "configmap-editor"},
-         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create"]}]},
+        {
+            "metadata": {"name": "configmap-editor"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create"]}],
+        },
     )
     admin.create_namespaced_role_binding(
         member_namespace,
-        {"metadata": {"name": "alice-edit"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmap-editor"},
-         "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]},
+        {
+            "metadata": {"name": "alice-edit"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmap-editor"},
+            "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}],
+        },
     )
     from kubernetes import config
 
@@ -207,25 +240,56 @@ def test_audit_log_counts_writes_per_user(fleet: Fleet, member: ClusterHandle, m
     with pytest.raises(ApiException) as exc:
         alice.create_namespaced_config_map("default", {"metadata": {"name": "nope"}})
     assert exc.value.status == 403
-    writes = wait_for(lambda: [w for w in member.audit.writes(mark, user="alice") if w.code < 300] or None
-                      if len(member.audit.writes(mark, user="alice")) >= 4 else None, what="alice's writes audited")
-    assert [(w.verb, w.resource, w.name) for w in writes] == [("create", "configmaps", f"a{i}") for i in range(3)]
+    writes = wait_for(
+        lambda: (
+            [w for w in member.audit.writes(mark, user="alice") if w.code < 300] or None
+            if len(member.audit.writes(mark, user="alice")) >= 4
+            else None
+        ),
+        what="alice's writes audited",
+    )
+    assert [(w.verb, w.resource, w.name) for w in writes] == [
+        ("create", "configmaps", f"a{i}") for i in range(3)
+    ]
     assert not member.audit.writes(mark, user=ADMIN_USER + "-nobody")
 
 
 def test_dev_cli_up_status_down_leaves_nothing_running(tmp_path: Path, kube_binaries: object) -> None:
     d = tmp_path / "f"
     cli = [sys.executable, "-m", "blueprintd", "dev"]
-    up = subprocess.run([*cli, "up", "--members", "1", "--dir", str(d), "--nodes", "h100", "--no-charts"],
-                        capture_output=True, text=True, timeout=180)
+    up = subprocess.run(
+        [*cli, "up", "--members", "1", "--dir", str(d), "--nodes", "h100", "--no-charts"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert up.returncode == 0, up.stderr
     fleet = Fleet.load(d)
-    pids = [p.pid for _, p in fleet.running_processes()]
-    assert len(pids) == 3  # etcd + management + member-1
-    nodes = subprocess.run([str(kube_binaries.kubectl), "--kubeconfig", str(d / "member-1.kubeconfig"),  # type: ignore[attr-defined]
-                            "get", "nodes", "--show-labels"], capture_output=True, text=True, check=True).stdout
+    running = dict(fleet.running_processes())
+    assert set(running) == {
+        "etcd",
+        "kube-apiserver/management",
+        "kube-apiserver/member-1",
+        "workload-simulator",
+    }
+    pids = [p.pid for p in running.values()]
+    nodes = subprocess.run(
+        [
+            str(kube_binaries.kubectl),
+            "--kubeconfig",
+            str(d / "member-1.kubeconfig"),  # type: ignore[attr-defined]
+            "get",
+            "nodes",
+            "--show-labels",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3" in nodes
-    again = subprocess.run([*cli, "up", "--dir", str(d), "--no-charts"], capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [*cli, "up", "--dir", str(d), "--no-charts"], capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 1 and "already running" in again.stderr
     status = subprocess.run([*cli, "status", "--dir", str(d), "-o", "json"], capture_output=True, text=True)
     assert status.returncode == 0 and '"ready": true' in status.stdout
@@ -249,8 +313,12 @@ def test_missing_binary_and_bad_profile_give_clear_errors(tmp_path: Path) -> Non
     cli = [sys.executable, "-m", "blueprintd", "dev", "up", "--dir", str(tmp_path / "x"), "--no-charts"]
     bad = subprocess.run([*cli, "--nodes", "h900"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "unknown profile(s) h900" in bad.stderr and "h100" in bad.stderr
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBEBUILDER_ASSETS": str(tmp_path / "empty"),
-           "BLUEPRINTD_CACHE": str(tmp_path / "cache")}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "KUBEBUILDER_ASSETS": str(tmp_path / "empty"),
+        "BLUEPRINTD_CACHE": str(tmp_path / "cache"),
+    }
     missing = subprocess.run(cli, capture_output=True, text=True, timeout=60, env=env)
     assert missing.returncode == 1
     assert "Go is not installed" in missing.stderr and "KUBEBUILDER_ASSETS" in missing.stderr
@@ -261,4 +329,3 @@ def test_readyz_requires_client_certificate(member: ClusterHandle, fleet: Fleet)
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(f"{member.server}/api/v1/namespaces", context=ctx, timeout=5)
     assert exc.value.code in (401, 403)
-

@@ -1,0 +1,173 @@
+"""Helm releases in a member cluster, through pyhelm3 and the pinned helm binary.
+
+Reading a release (chart, version, user-supplied values, status) is what planning and drift
+detection need; installing/upgrading/uninstalling is what applying needs. Charts are looked
+up once per (repo, chart, version) per process: ``helm show chart`` is a network round trip
+to the repository and the answer never changes for a pinned version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blueprintd.errors import ClusterError
+
+PENDING = frozenset({"pending-install", "pending-upgrade", "pending-rollback", "uninstalling"})
+
+
+class HelmError(ClusterError):
+    """A helm operation failed; the message carries helm's own error text."""
+
+
+@dataclass(frozen=True)
+class ReleaseState:
+    """What is installed under one release name (the live side of a plan)."""
+
+    name: str
+    namespace: str
+    chart: str
+    version: str
+    status: str
+    revision: int
+    values: dict[str, Any]
+
+    @property
+    def pending(self) -> bool:
+        return self.status in PENDING
+
+
+class HelmClient:
+    """One member cluster's helm, bound to a kubeconfig file readable only by the operator."""
+
+    _charts: dict[tuple[str, str, str], Any] = {}
+    _chart_lock = asyncio.Lock()
+
+    def __init__(self, helm: Path, kubeconfig: Path, timeout: str = "5m") -> None:
+        from pyhelm3 import Client
+
+        self.helm = helm
+        self.kubeconfig = kubeconfig
+        self._client = Client(executable=str(helm), kubeconfig=kubeconfig, default_timeout=timeout)
+
+    async def release(self, name: str, namespace: str) -> ReleaseState | None:
+        """The current revision of a release, or None if there is none."""
+        from pyhelm3 import errors
+
+        try:
+            rev = await self._client.get_current_revision(name, namespace=namespace)
+            meta = await rev.chart_metadata()
+            values = await self._client._command.get_values(name, namespace=namespace)
+        except errors.ReleaseNotFoundError:
+            return None
+        except errors.Error as exc:
+            raise HelmError(f"helm status {namespace}/{name}: {_msg(exc)}") from exc
+        return ReleaseState(
+            name=name,
+            namespace=namespace,
+            chart=meta.name,
+            version=str(meta.version),
+            status=str(rev.status.value if hasattr(rev.status, "value") else rev.status),
+            revision=int(rev.revision),
+            values=values or {},
+        )
+
+    async def _chart(self, repo: str, chart: str, version: str) -> Any:
+        from pyhelm3 import errors
+
+        key = (repo, chart, version)
+        async with self._chart_lock:
+            if key not in self._charts:
+                ref, repo_arg = _chart_ref(repo, chart)
+                try:
+                    self._charts[key] = await self._client.get_chart(
+                        ref, repo=repo_arg, version=version or None
+                    )
+                except errors.Error as exc:
+                    raise HelmError(f"chart {chart} {version} not found in {repo}: {_msg(exc)}") from exc
+            return self._charts[key]
+
+    async def install_or_upgrade(
+        self, name: str, namespace: str, repo: str, chart: str, version: str, values: dict[str, Any]
+    ) -> ReleaseState:
+        """Install or upgrade to exactly ``values`` (no reuse of values left from earlier revisions)."""
+        from pyhelm3 import errors
+
+        current = await self.release(name, namespace)
+        if current is not None and current.pending:
+            await self.recover(current)
+        ch = await self._chart(repo, chart, version)
+        try:
+            await self._client.install_or_upgrade_release(
+                name,
+                ch,
+                values,
+                namespace=namespace,
+                create_namespace=True,
+                reset_values=True,
+                wait=False,
+            )
+        except errors.Error as exc:
+            raise HelmError(
+                f"helm upgrade --install {namespace}/{name} ({chart} {version}): {_msg(exc)}"
+            ) from exc
+        state = await self.release(name, namespace)
+        if state is None:
+            raise HelmError(f"release {namespace}/{name} vanished right after install")
+        if state.status == "failed":
+            raise HelmError(f"release {namespace}/{name} ({chart} {version}) is in state failed")
+        return state
+
+    async def recover(self, state: ReleaseState) -> None:
+        """Unstick a release a crash left pending: helm refuses any operation on it otherwise.
+
+        A pending install has nothing worth keeping and is uninstalled; a pending upgrade or
+        rollback is rolled back to the last good revision so the next upgrade starts clean.
+        """
+        from pyhelm3 import errors
+
+        try:
+            if state.status == "pending-install" or state.revision <= 1:
+                await self._client.uninstall_release(state.name, namespace=state.namespace, wait=False)
+            else:
+                await self._client._command.rollback(state.name, None, namespace=state.namespace)
+        except errors.Error as exc:
+            raise HelmError(
+                f"recovering pending release {state.namespace}/{state.name}: {_msg(exc)}"
+            ) from exc
+
+    async def uninstall(self, name: str, namespace: str) -> None:
+        from pyhelm3 import errors
+
+        try:
+            await self._client.uninstall_release(name, namespace=namespace, wait=False)
+        except errors.Error as exc:
+            raise HelmError(f"helm uninstall {namespace}/{name}: {_msg(exc)}") from exc
+
+    async def manifest(self, name: str, namespace: str) -> list[dict[str, Any]]:
+        """The objects the release's current revision rendered (``helm get manifest``)."""
+        from pyhelm3 import errors
+
+        try:
+            docs = await self._client._command.get_resources(name, namespace=namespace)
+        except errors.ReleaseNotFoundError:
+            return []
+        except errors.Error as exc:
+            raise HelmError(f"helm get manifest {namespace}/{name}: {_msg(exc)}") from exc
+        return [d for d in docs if isinstance(d, dict)]
+
+
+def _chart_ref(repo: str, chart: str) -> tuple[str, str | None]:
+    """``helm`` wants OCI charts as one reference and HTTP charts as (name, --repo URL)."""
+    if repo.startswith("oci://"):
+        return f"{repo.rstrip('/')}/{chart}", None
+    return chart, repo
+
+
+def _msg(exc: BaseException) -> str:
+    text = str(exc).strip()
+    # helm prefixes everything with "Error: "; keep the useful part, bounded for status fields.
+    text = text.removeprefix("Error: ")
+    return text[:2000] if text else type(exc).__name__

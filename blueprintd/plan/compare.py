@@ -1,0 +1,102 @@
+"""Compare what the blueprint sets with what a cluster has — only the fields we set.
+
+Both planning ("is there anything to apply?") and drift detection ("did someone change what
+we applied?") ask the same question, and both must ignore what the API server adds
+(defaults, status, metadata it manages) and what other managers own (autoscalers,
+webhooks). So the comparison walks the *desired* object: a field the blueprint does not set
+is never a difference, and ignore rules remove paths the platform team declared as
+someone else's.
+
+Paths are dotted with list indices in brackets, e.g. ``spec.template.spec.containers[0].image``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+# Fields the API server owns on every object; the blueprint never sets them.
+SERVER_FIELDS = frozenset(
+    {
+        "metadata.uid",
+        "metadata.resourceVersion",
+        "metadata.generation",
+        "metadata.creationTimestamp",
+        "metadata.managedFields",
+        "metadata.selfLink",
+        "metadata.deletionTimestamp",
+        "status",
+    }
+)
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    """One field the blueprint sets whose live value differs (``actual`` None: missing)."""
+
+    path: str
+    expected: Any
+    actual: Any
+    missing: bool = False
+
+
+def _join(base: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{base}[{key}]"
+    return f"{base}.{key}" if base else key
+
+
+def _ignored(path: str, ignore: tuple[str, ...]) -> bool:
+    return path in SERVER_FIELDS or any(
+        path == pat
+        or path.startswith(pat + ".")
+        or path.startswith(pat + "[")
+        or fnmatch.fnmatchcase(path, pat)
+        for pat in ignore
+    )
+
+
+def diff_owned(desired: Any, live: Any, ignore: tuple[str, ...] = (), base: str = "") -> list[FieldDiff]:
+    """Differences on the fields ``desired`` sets; empty when ``live`` satisfies it."""
+    if base and _ignored(base, ignore):
+        return []
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return [FieldDiff(base or ".", desired, live, missing=live is None)]
+        out: list[FieldDiff] = []
+        for key in sorted(desired):
+            path = _join(base, key)
+            if _ignored(path, ignore):
+                continue
+            if key not in live:
+                if desired[key] in (None, {}, []):
+                    continue  # an empty value and an absent field mean the same to the server
+                out.append(FieldDiff(path, desired[key], None, missing=True))
+                continue
+            out.extend(diff_owned(desired[key], live[key], ignore, path))
+        return out
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(live) != len(desired):
+            return [FieldDiff(base, desired, live, missing=live is None)]
+        out = []
+        for i, item in enumerate(desired):
+            out.extend(diff_owned(item, live[i], ignore, _join(base, i)))
+        return out
+    if _scalar_equal(desired, live):
+        return []
+    return [FieldDiff(base, desired, live, missing=live is None)]
+
+
+def _scalar_equal(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    # YAML authors write numbers where the API stores strings (and the reverse for
+    # int-or-string fields); those are the same value to the user.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return False
+    if (isinstance(a, int | float) and isinstance(b, str)) or (
+        isinstance(b, int | float) and isinstance(a, str)
+    ):
+        return str(a) == str(b)
+    return False

@@ -1,0 +1,873 @@
+"""The local chart repository and the upstream stand-in charts it serves.
+
+Everything runs the real ``helm`` binary: the repository is built with ``helm package`` /
+``helm repo index``, served over HTTP and read back with ``helm show`` / ``helm search`` /
+``helm template --repo``; the chart tests render with ``helm template`` and look at the objects a
+member cluster would receive.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from blueprintd.devfleet.binaries import Binaries
+from blueprintd.devfleet.chartrepo import ChartRepoServer, build_chart_repo
+from blueprintd.devfleet.nodes import FleetFile, MemberSpec
+from blueprintd.devfleet.testing import running_fleet
+from blueprintd.errors import DevFleetError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STANDINS = REPO_ROOT / "charts" / "standins"
+BROKEN = REPO_ROOT / "charts" / "standins-broken" / "gpu-operator"
+
+# Chart name -> version every stand-in is published at.
+EXPECTED = {
+    "gpu-operator": "v25.10.0",
+    "kai-scheduler": "v0.10.2",
+    "dcgm-exporter": "4.6.0",
+    "gatekeeper": "3.21.0",
+    "kata-deploy": "3.24.0",
+}
+BROKEN_VERSION = "99.0.0-broken"
+
+MIG_VALUES: dict[str, Any] = {
+    "mig": {"strategy": "mixed"},
+    "migManager": {
+        "config": {
+            "default": "all-1g.10gb",
+            "migConfigs": {
+                "all-1g.10gb": [
+                    {
+                        "device-filter": ["0x233010DE"],
+                        "devices": "all",
+                        "mig-enabled": True,
+                        "mig-devices": {"1g.10gb": 7},
+                    }
+                ],
+                "all-balanced": [
+                    {
+                        "devices": "all",
+                        "mig-enabled": True,
+                        "mig-devices": {"1g.10gb": 2, "2g.20gb": 1, "3g.40gb": 1},
+                    }
+                ],
+            },
+        }
+    },
+}
+
+TIME_SLICING = {
+    "version": "v1",
+    "flags": {"migStrategy": "none"},
+    "sharing": {
+        "timeSlicing": {
+            "renameByDefault": False,
+            "failRequestsGreaterThanOne": False,
+            "resources": [{"name": "nvidia.com/gpu", "replicas": 4}],
+        }
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def helm(kube_binaries: Binaries) -> Path:
+    """The pinned helm the fleet uses (found or built by the shared fixture)."""
+    return kube_binaries.helm
+
+
+@pytest.fixture(scope="module")
+def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Keep helm's repositories and caches out of the user's home."""
+    home = tmp_path_factory.mktemp("helm-home")
+    return {
+        **os.environ,
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+
+
+def run_helm(
+    helm: Path, env: dict[str, str], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(helm), *args], env=env, capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def repo_dir(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_chart_repo([STANDINS, BROKEN], tmp_path_factory.mktemp("chart-repo"), helm)
+
+
+@pytest.fixture(scope="module")
+def repo_url(repo_dir: Path) -> Iterator[str]:
+    with ChartRepoServer(repo_dir) as server:
+        yield server.url
+
+
+def render(
+    helm: Path,
+    env: dict[str, str],
+    chart: str | Path,
+    tmp_path: Path,
+    values: dict[str, Any] | None = None,
+    *extra: str,
+) -> list[dict[str, Any]]:
+    """``helm template`` -> the list of objects (``--include-crds``)."""
+    args = ["template", "rel", str(chart), "--namespace", "ns", "--include-crds", *extra]
+    if values is not None:
+        values_file = tmp_path / "values.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        args += ["-f", str(values_file)]
+    out = run_helm(helm, env, *args).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def find(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    matches = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)} in {names(objs)}"
+    return matches[0]
+
+
+def names(objs: list[dict[str, Any]], kind: str | None = None) -> set[str]:
+    return {o["metadata"]["name"] for o in objs if kind is None or o["kind"] == kind}
+
+
+def env_of(workload: dict[str, Any]) -> dict[str, str]:
+    container = workload["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+# --------------------------------------------------------------------------------------------
+# The repository
+# --------------------------------------------------------------------------------------------
+
+
+def test_index_lists_every_standin_with_relative_urls(repo_dir: Path) -> None:
+    index = yaml.safe_load((repo_dir / "index.yaml").read_text())
+    published = {
+        (name, entry["version"]): entry for name, entries in index["entries"].items() for entry in entries
+    }
+    for name, version in [*EXPECTED.items(), ("gpu-operator", BROKEN_VERSION)]:
+        entry = published[(name, version)]
+        assert entry["urls"] == [f"{name}-{version}.tgz"], "urls must be relative so the repo can move"
+        assert (repo_dir / entry["urls"][0]).is_file()
+        assert "stand-in" in entry["description"] and "NOT the upstream" in entry["description"]
+    assert len(published) == len(EXPECTED) + 1
+
+
+def test_helm_search_finds_every_standin_at_its_version(
+    helm: Path, helm_env: dict[str, str], repo_url: str, tmp_path: Path
+) -> None:
+    repo_config = ["--repository-config", str(tmp_path / "repos.yaml")]
+    repo_config += ["--repository-cache", str(tmp_path / "cache")]
+    run_helm(helm, helm_env, "repo", "add", "local", repo_url, *repo_config)
+    out = run_helm(
+        helm, helm_env, "search", "repo", "local/", "--versions", "--devel", "-o", "json", *repo_config
+    )
+    found = {(r["name"], r["version"]) for r in yaml.safe_load(out.stdout)}
+    expected = {(f"local/{name}", version) for name, version in EXPECTED.items()}
+    assert found == expected | {("local/gpu-operator", BROKEN_VERSION)}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_helm_show_chart_by_name_and_version(
+    helm: Path, helm_env: dict[str, str], repo_url: str, name: str
+) -> None:
+    out = run_helm(helm, helm_env, "show", "chart", "--repo", repo_url, name, "--version", EXPECTED[name])
+    chart = yaml.safe_load(out.stdout)
+    assert chart["name"] == name
+    assert chart["version"] == EXPECTED[name]
+    assert chart["annotations"]["blueprintd.io/standin"] == "true"
+
+
+def test_broken_prerelease_is_never_picked_by_default(
+    helm: Path, helm_env: dict[str, str], repo_url: str
+) -> None:
+    latest = yaml.safe_load(
+        run_helm(helm, helm_env, "show", "chart", "--repo", repo_url, "gpu-operator").stdout
+    )
+    assert latest["version"] == EXPECTED["gpu-operator"]
+    broken = yaml.safe_load(
+        run_helm(
+            helm, helm_env, "show", "chart", "--repo", repo_url, "gpu-operator", "--version", BROKEN_VERSION
+        ).stdout
+    )
+    assert broken["version"] == BROKEN_VERSION
+
+
+def test_helm_template_from_the_repo_renders_mig_config_from_values(
+    helm: Path, helm_env: dict[str, str], repo_url: str, tmp_path: Path
+) -> None:
+    extra = ("--repo", repo_url, "--version", EXPECTED["gpu-operator"])
+    objs = render(helm, helm_env, "gpu-operator", tmp_path, MIG_VALUES, *extra)
+
+    mig_cm = find(objs, "ConfigMap", "default-mig-parted-config")
+    config = yaml.safe_load(mig_cm["data"]["config.yaml"])
+    assert config["version"] == "v1"
+    configs = config["mig-configs"]
+    assert configs["all-1g.10gb"] == MIG_VALUES["migManager"]["config"]["migConfigs"]["all-1g.10gb"]
+    assert configs["all-balanced"][0]["mig-devices"] == {"1g.10gb": 2, "2g.20gb": 1, "3g.40gb": 1}
+    # Built-ins stay available next to the blueprint's configs.
+    assert configs["all-disabled"] == [{"devices": "all", "mig-enabled": False}]
+    assert configs["all-enabled"][0]["mig-enabled"] is True
+
+    policy = find(objs, "ClusterPolicy", "cluster-policy")
+    assert policy["spec"]["mig"] == {"strategy": "mixed"}
+    assert policy["spec"]["migManager"]["config"] == {
+        "name": "default-mig-parted-config",
+        "default": "all-1g.10gb",
+    }
+    manager = find(objs, "DaemonSet", "nvidia-mig-manager")
+    assert env_of(manager)["DEFAULT_MIG_CONFIG"] == "all-1g.10gb"
+
+
+def test_repo_can_be_served_after_moving(
+    helm: Path, helm_env: dict[str, str], repo_dir: Path, tmp_path: Path
+) -> None:
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(repo_dir, moved)
+    with ChartRepoServer(moved) as server:
+        run_helm(
+            helm,
+            helm_env,
+            "pull",
+            f"{server.url}/kata-deploy-{EXPECTED['kata-deploy']}.tgz",
+            "--destination",
+            str(tmp_path),
+        )
+        with urllib.request.urlopen(f"{server.url}/index.yaml", timeout=10) as resp:
+            assert resp.status == 200
+    assert (tmp_path / f"kata-deploy-{EXPECTED['kata-deploy']}.tgz").is_file()
+
+
+def test_server_stops_and_releases_its_port(repo_dir: Path) -> None:
+    server = ChartRepoServer(repo_dir).start()
+    url = server.url
+    assert url.startswith("http://127.0.0.1:")
+    server.stop()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/index.yaml", timeout=5)
+    with pytest.raises(DevFleetError, match="not running"):
+        _ = server.url
+    server.stop()  # idempotent
+
+
+def test_server_refuses_a_folder_that_is_not_a_repository(tmp_path: Path) -> None:
+    with pytest.raises(DevFleetError, match=r"no index\.yaml"):
+        ChartRepoServer(tmp_path).start()
+
+
+def test_rebuild_reuses_unchanged_packages_and_repackages_changed_charts(helm: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(STANDINS / "kata-deploy", src / "kata-deploy")
+    shutil.copytree(STANDINS / "dcgm-exporter", src / "dcgm-exporter")
+    out = tmp_path / "repo"
+
+    build_chart_repo([src], out, helm)
+    kata_tgz = out / f"kata-deploy-{EXPECTED['kata-deploy']}.tgz"
+    dcgm_tgz = out / f"dcgm-exporter-{EXPECTED['dcgm-exporter']}.tgz"
+    first = {p: p.stat().st_mtime_ns for p in (kata_tgz, dcgm_tgz, out / "index.yaml")}
+
+    build_chart_repo([src], out, helm)
+    assert {p: p.stat().st_mtime_ns for p in first} == first, "nothing changed: nothing is rewritten"
+
+    values = src / "kata-deploy" / "values.yaml"
+    values.write_text(values.read_text().replace("k8sDistribution: k8s", "k8sDistribution: k3s"))
+    build_chart_repo([src], out, helm)
+    assert kata_tgz.stat().st_mtime_ns != first[kata_tgz]
+    assert dcgm_tgz.stat().st_mtime_ns == first[dcgm_tgz]
+    packaged = subprocess.run(
+        ["tar", "-xzOf", str(kata_tgz), "kata-deploy/values.yaml"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "k8sDistribution: k3s" in packaged
+
+    chart_yaml = src / "kata-deploy" / "Chart.yaml"
+    chart_yaml.write_text(chart_yaml.read_text().replace("version: 3.24.0", "version: 3.25.0"))
+    build_chart_repo([src], out, helm)
+    index = yaml.safe_load((out / "index.yaml").read_text())
+    assert [e["version"] for e in index["entries"]["kata-deploy"]] == ["3.25.0"]
+    assert not kata_tgz.exists(), "the package of the old version is removed"
+
+    build_chart_repo([src / "dcgm-exporter"], out, helm)
+    index = yaml.safe_load((out / "index.yaml").read_text())
+    assert set(index["entries"]) == {"dcgm-exporter"}
+    assert sorted(p.name for p in out.glob("*.tgz")) == [dcgm_tgz.name]
+
+
+def test_two_charts_with_the_same_name_and_version_are_refused(helm: Path, tmp_path: Path) -> None:
+    shutil.copytree(STANDINS / "kata-deploy", tmp_path / "a" / "kata-deploy")
+    shutil.copytree(STANDINS / "kata-deploy", tmp_path / "b" / "kata-deploy")
+    (tmp_path / "b" / "kata-deploy" / "README.md").write_text("a different copy\n")
+    with pytest.raises(DevFleetError, match=r"two charts package to kata-deploy-3\.24\.0\.tgz"):
+        build_chart_repo([tmp_path / "a", tmp_path / "b"], tmp_path / "repo", helm)
+
+
+def test_a_folder_without_charts_is_refused(helm: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DevFleetError, match="neither a Helm chart"):
+        build_chart_repo([tmp_path / "empty"], tmp_path / "repo", helm)
+
+
+def test_a_chart_helm_cannot_package_reports_helms_error(helm: Path, tmp_path: Path) -> None:
+    chart = tmp_path / "bad"
+    chart.mkdir()
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: bad\nversion: not-a-version\n")
+    with pytest.raises(DevFleetError, match="helm package") as err:
+        build_chart_repo([chart], tmp_path / "repo", helm)
+    assert "not-a-version" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------
+# The charts
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chart", [*sorted(EXPECTED), "broken"])
+def test_every_chart_lints_clean(helm: Path, helm_env: dict[str, str], chart: str) -> None:
+    path = BROKEN if chart == "broken" else STANDINS / chart
+    out = run_helm(helm, helm_env, "lint", "--strict", str(path))
+    assert "0 chart(s) failed" in out.stdout
+    assert "[WARNING]" not in out.stdout and "[INFO]" not in out.stdout
+    assert (path / "README.md").is_file()
+    chart_meta = yaml.safe_load((path / "Chart.yaml").read_text())
+    assert "blueprintd test stand-in" in chart_meta["description"]
+
+
+def test_gpu_operator_defaults(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
+    objs = render(helm, helm_env, STANDINS / "gpu-operator", tmp_path)
+
+    crd = find(objs, "CustomResourceDefinition", "clusterpolicies.nvidia.com")
+    assert crd["spec"]["scope"] == "Cluster"
+    assert [(v["name"], v["storage"]) for v in crd["spec"]["versions"]] == [("v1", True)]
+    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec_schema["x-kubernetes-preserve-unknown-fields"] is True
+
+    operator = find(objs, "Deployment", "gpu-operator")
+    assert operator["metadata"]["namespace"] == "ns"
+    assert operator["spec"]["replicas"] == 1
+    assert (
+        operator["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "nvcr.io/nvidia/gpu-operator:v25.10.0"
+    )
+
+    assert names(objs, "DaemonSet") == {
+        "nvidia-driver-daemonset",
+        "nvidia-container-toolkit-daemonset",
+        "nvidia-device-plugin-daemonset",
+        "gpu-feature-discovery",
+        "nvidia-dcgm-exporter",
+        "nvidia-mig-manager",
+    }
+    for ds in (o for o in objs if o["kind"] == "DaemonSet"):
+        selector = ds["spec"]["template"]["spec"]["nodeSelector"]
+        assert list(selector.values()) == ["true"]
+        assert next(iter(selector)).startswith("nvidia.com/gpu.deploy.")
+        assert "privileged" not in ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    assert find(objs, "DaemonSet", "nvidia-mig-manager")["spec"]["template"]["spec"]["nodeSelector"] == {
+        "nvidia.com/gpu.deploy.mig-manager": "true"
+    }
+
+    service = find(objs, "Service", "nvidia-dcgm-exporter")
+    assert service["spec"]["ports"][0]["port"] == 9400
+    assert service["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+
+    policy = find(objs, "ClusterPolicy", "cluster-policy")
+    assert "namespace" not in policy["metadata"]
+    spec = policy["spec"]
+    assert spec["mig"]["strategy"] == "single"
+    assert spec["migManager"]["config"] == {"name": "default-mig-parted-config", "default": "all-disabled"}
+    assert spec["devicePlugin"]["enabled"] is True and "config" not in spec["devicePlugin"]
+    assert spec["cdi"]["enabled"] is True
+    assert spec["sandboxWorkloads"] == {"enabled": False, "defaultWorkload": "container"}
+
+    mig = yaml.safe_load(find(objs, "ConfigMap", "default-mig-parted-config")["data"]["config.yaml"])
+    assert set(mig["mig-configs"]) == {"all-disabled", "all-enabled"}
+    assert "ServiceMonitor" not in {o["kind"] for o in objs}
+    assert names(objs, "ConfigMap") == {"default-mig-parted-config"}, "no device-plugin config unless asked"
+
+
+def test_gpu_operator_time_slicing_config(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
+    values: dict[str, Any] = {
+        "devicePlugin": {
+            "config": {
+                "create": True,
+                "name": "time-slicing-config",
+                "default": "any",
+                "data": {
+                    "any": TIME_SLICING,
+                    "mps-2": (
+                        "version: v1\nsharing:\n  mps:\n    resources:\n"
+                        "    - {name: nvidia.com/gpu, replicas: 2}\n"
+                    ),
+                },
+            }
+        }
+    }
+    objs = render(helm, helm_env, STANDINS / "gpu-operator", tmp_path, values)
+    cm = find(objs, "ConfigMap", "time-slicing-config")
+    assert set(cm["data"]) == {"any", "mps-2"}
+    assert yaml.safe_load(cm["data"]["any"]) == TIME_SLICING
+    assert yaml.safe_load(cm["data"]["mps-2"])["sharing"]["mps"]["resources"] == [
+        {"name": "nvidia.com/gpu", "replicas": 2}
+    ]
+
+    plugin = find(objs, "DaemonSet", "nvidia-device-plugin-daemonset")
+    env = env_of(plugin)
+    assert env["DEFAULT_CONFIG"] == "any"
+    assert env["NODE_LABEL"] == "nvidia.com/device-plugin.config"
+    volumes = plugin["spec"]["template"]["spec"]["volumes"]
+    assert volumes[0]["configMap"]["name"] == "time-slicing-config"
+    policy = find(objs, "ClusterPolicy", "cluster-policy")
+    assert policy["spec"]["devicePlugin"]["config"] == {"name": "time-slicing-config", "default": "any"}
+
+    # A different sharing config changes the DaemonSet too (config hash), so drift is visible.
+    values["devicePlugin"]["config"]["data"]["any"] = {**TIME_SLICING, "flags": {"migStrategy": "single"}}
+    other = render(helm, helm_env, STANDINS / "gpu-operator", tmp_path, values)
+    other_plugin = find(other, "DaemonSet", "nvidia-device-plugin-daemonset")
+    key = "blueprintd.io/config-hash"
+    assert (
+        other_plugin["spec"]["template"]["metadata"]["annotations"][key]
+        != plugin["spec"]["template"]["metadata"]["annotations"][key]
+    )
+
+
+def test_gpu_operator_dra_mode_and_sandbox_workloads(
+    helm: Path, helm_env: dict[str, str], tmp_path: Path
+) -> None:
+    values = {
+        "devicePlugin": {"enabled": False},
+        "sandboxWorkloads": {"enabled": True, "defaultWorkload": "vm-passthrough"},
+    }
+    objs = render(helm, helm_env, STANDINS / "gpu-operator", tmp_path, values)
+    daemonsets = names(objs, "DaemonSet")
+    assert "nvidia-device-plugin-daemonset" not in daemonsets
+    assert {"nvidia-sandbox-device-plugin-daemonset", "nvidia-vfio-manager"} <= daemonsets
+    sandbox = find(objs, "DaemonSet", "nvidia-sandbox-device-plugin-daemonset")
+    assert sandbox["spec"]["template"]["spec"]["nodeSelector"] == {
+        "nvidia.com/gpu.deploy.sandbox-device-plugin": "true"
+    }
+    assert env_of(sandbox)["DEFAULT_WORKLOAD"] == "vm-passthrough"
+    spec = find(objs, "ClusterPolicy", "cluster-policy")["spec"]
+    assert spec["devicePlugin"]["enabled"] is False
+    assert spec["sandboxWorkloads"] == {"enabled": True, "defaultWorkload": "vm-passthrough"}
+
+
+def test_gpu_operator_service_monitor_needs_the_prometheus_api(
+    helm: Path, helm_env: dict[str, str], tmp_path: Path
+) -> None:
+    values = {"dcgmExporter": {"serviceMonitor": {"enabled": True}}}
+    without = render(helm, helm_env, STANDINS / "gpu-operator", tmp_path, values)
+    assert "ServiceMonitor" not in {o["kind"] for o in without}
+    with_api = render(
+        helm,
+        helm_env,
+        STANDINS / "gpu-operator",
+        tmp_path,
+        values,
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+    )
+    monitor = find(with_api, "ServiceMonitor", "nvidia-dcgm-exporter")
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    disabled = render(
+        helm,
+        helm_env,
+        STANDINS / "gpu-operator",
+        tmp_path,
+        {"dcgmExporter": {"enabled": False}},
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+    )
+    assert "nvidia-dcgm-exporter" not in names(disabled)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"migManager": {"config": {"default": "all-3g.40gb"}}}, 'migManager.config.default="all-3g.40gb"'),
+        ({"mig": {"strategy": "singel"}}, "value must be one of 'none', 'single', 'mixed'"),
+        ({"devicePlugin": {"config": {"create": True}}}, "devicePlugin.config.data is empty"),
+        (
+            {"devicePlugin": {"config": {"create": True, "default": "x", "data": {"any": TIME_SLICING}}}},
+            'devicePlugin.config.default="x" is not a key',
+        ),
+        ({"sandboxWorkloads": {"defaultWorkload": "vm"}}, "defaultWorkload"),
+    ],
+)
+def test_gpu_operator_refuses_inconsistent_values(
+    helm: Path, helm_env: dict[str, str], tmp_path: Path, values: dict[str, Any], message: str
+) -> None:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    proc = run_helm(
+        helm, helm_env, "template", "rel", str(STANDINS / "gpu-operator"), "-f", str(values_file), check=False
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+def test_gpu_operator_raw_mig_parted_data_replaces_the_generated_config(
+    helm: Path, helm_env: dict[str, str], tmp_path: Path
+) -> None:
+    raw = (
+        "version: v1\nmig-configs:\n  custom:\n"
+        "  - devices: [0]\n    mig-enabled: true\n    mig-devices: {7g.80gb: 1}\n"
+    )
+    values = {"migManager": {"config": {"default": "custom", "data": {"config.yaml": raw}}}}
+    objs = render(helm, helm_env, STANDINS / "gpu-operator", tmp_path, values)
+    cm = find(objs, "ConfigMap", "default-mig-parted-config")
+    assert yaml.safe_load(cm["data"]["config.yaml"]) == yaml.safe_load(raw)
+
+
+def test_kai_scheduler(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
+    objs = render(helm, helm_env, STANDINS / "kai-scheduler", tmp_path)
+    crd = find(objs, "CustomResourceDefinition", "queues.scheduling.run.ai")
+    assert crd["spec"]["scope"] == "Cluster"
+    assert crd["spec"]["names"]["kind"] == "Queue"
+    (version,) = crd["spec"]["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v2", True, True)
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert spec["parentQueue"]["type"] == "string"
+    assert spec["priority"]["type"] == "integer"
+    for resource in ("gpu", "cpu", "memory"):
+        fields = spec["resources"]["properties"][resource]["properties"]
+        assert {k: v["type"] for k, v in fields.items()} == {
+            "quota": "number",
+            "limit": "number",
+            "overQuotaWeight": "number",
+        }
+    scheduler = find(objs, "Deployment", "kai-scheduler")
+    assert "--gpu-sharing-enabled=false" in scheduler["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "Queue" not in {o["kind"] for o in objs}
+
+    shared = render(
+        helm,
+        helm_env,
+        STANDINS / "kai-scheduler",
+        tmp_path,
+        {"global": {"gpuSharing": True}, "defaultQueue": {"create": True}},
+    )
+    scheduler = find(shared, "Deployment", "kai-scheduler")
+    assert "--gpu-sharing-enabled=true" in scheduler["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert yaml.safe_load(find(shared, "ConfigMap", "kai-scheduler-config")["data"]["config.yaml"])[
+        "gpuSharing"
+    ]
+    leaf = find(shared, "Queue", "default-queue")
+    assert leaf["apiVersion"] == "scheduling.run.ai/v2"
+    assert leaf["spec"]["parentQueue"] == "default-parent-queue"
+
+
+def test_dcgm_exporter(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
+    objs = render(helm, helm_env, STANDINS / "dcgm-exporter", tmp_path, {"serviceMonitor": {"enabled": True}})
+    ds = find(objs, "DaemonSet", "rel-dcgm-exporter")
+    assert ds["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == 9400
+    service = find(objs, "Service", "rel-dcgm-exporter")
+    assert service["spec"]["ports"][0]["port"] == 9400
+    assert service["spec"]["selector"] == ds["spec"]["selector"]["matchLabels"]
+    assert "ServiceMonitor" not in {o["kind"] for o in objs}
+
+    with_api = render(
+        helm,
+        helm_env,
+        STANDINS / "dcgm-exporter",
+        tmp_path,
+        {"serviceMonitor": {"enabled": True}},
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+    )
+    monitor = find(with_api, "ServiceMonitor", "rel-dcgm-exporter")
+    assert monitor["spec"]["endpoints"][0] == {
+        "port": "metrics",
+        "path": "/metrics",
+        "interval": "15s",
+        "honorLabels": False,
+    }
+
+
+def test_gatekeeper_emulates_constraint_crds(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
+    objs = render(
+        helm,
+        helm_env,
+        STANDINS / "gatekeeper",
+        tmp_path,
+        {"standin": {"constraintKinds": ["K8sGpuRequiresKaiQueue", "K8sRequiredLabels"]}},
+    )
+    template_crd = find(objs, "CustomResourceDefinition", "constrainttemplates.templates.gatekeeper.sh")
+    assert template_crd["spec"]["names"]["kind"] == "ConstraintTemplate"
+    assert {v["name"]: v["storage"] for v in template_crd["spec"]["versions"]} == {
+        "v1": True,
+        "v1beta1": False,
+    }
+    ct_spec = template_crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"
+    ]
+    assert ct_spec["targets"]["items"]["properties"]["rego"]["type"] == "string"
+
+    assert {"gatekeeper-controller-manager", "gatekeeper-audit"} <= names(objs, "Deployment")
+    constraint = find(objs, "CustomResourceDefinition", "k8sgpurequireskaiqueue.constraints.gatekeeper.sh")
+    assert constraint["spec"]["group"] == "constraints.gatekeeper.sh"
+    assert constraint["spec"]["scope"] == "Cluster"
+    assert constraint["spec"]["names"]["kind"] == "K8sGpuRequiresKaiQueue"
+    assert [v["name"] for v in constraint["spec"]["versions"] if v["storage"]] == ["v1beta1"]
+    find(objs, "CustomResourceDefinition", "k8srequiredlabels.constraints.gatekeeper.sh")
+    assert not any(o["kind"].endswith("WebhookConfiguration") for o in objs), "no webhook: pods never run"
+
+    plain = render(helm, helm_env, STANDINS / "gatekeeper", tmp_path)
+    assert names(plain, "CustomResourceDefinition") == {"constrainttemplates.templates.gatekeeper.sh"}
+
+
+def test_kata_deploy_runtime_classes(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
+    objs = render(helm, helm_env, STANDINS / "kata-deploy", tmp_path)
+    classes = {o["metadata"]["name"]: o for o in objs if o["kind"] == "RuntimeClass"}
+    assert set(classes) == {"kata-qemu-nvidia-gpu", "kata-qemu-nvidia-gpu-snp", "kata-qemu-nvidia-gpu-tdx"}
+    for name, rc in classes.items():
+        assert rc["handler"] == name
+        assert rc["scheduling"] == {"nodeSelector": {"katacontainers.io/kata-runtime": "true"}}
+    assert classes["kata-qemu-nvidia-gpu"]["overhead"]["podFixed"] == {"memory": "4096Mi", "cpu": "1"}
+    assert classes["kata-qemu-nvidia-gpu-snp"]["overhead"]["podFixed"] == {"memory": "16384Mi", "cpu": "1"}
+    assert classes["kata-qemu-nvidia-gpu-tdx"]["overhead"]["podFixed"] == {"memory": "16384Mi", "cpu": "1"}
+    ds = find(objs, "DaemonSet", "kata-deploy")
+    assert env_of(ds)["SHIMS"] == "qemu-nvidia-gpu qemu-nvidia-gpu-snp qemu-nvidia-gpu-tdx"
+
+    only_gpu = render(helm, helm_env, STANDINS / "kata-deploy", tmp_path, {"shims": ["qemu-nvidia-gpu"]})
+    assert names(only_gpu, "RuntimeClass") == {"kata-qemu-nvidia-gpu"}
+
+
+def test_broken_chart_renders_the_value_the_api_server_rejects(
+    helm: Path, helm_env: dict[str, str], tmp_path: Path
+) -> None:
+    objs = render(helm, helm_env, BROKEN, tmp_path, MIG_VALUES)
+    assert find(objs, "Deployment", "gpu-operator")["spec"]["replicas"] == -1
+    find(objs, "ConfigMap", "gpu-operator-broken-marker")
+    assert yaml.safe_load((BROKEN / "Chart.yaml").read_text())["version"] == BROKEN_VERSION
+
+
+# --------------------------------------------------------------------------------------------
+# Installing on a bare kube-apiserver (a private one-member fleet: the charts create
+# cluster-scoped objects that must not collide with other tests' releases)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BareCluster:
+    kubeconfig: Path
+    kubectl: Path
+
+    def json(self, *args: str) -> Any:
+        """``kubectl <args> -o json`` against this cluster."""
+        out = subprocess.run(
+            [str(self.kubectl), "--kubeconfig", str(self.kubeconfig), *args, "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return yaml.safe_load(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def bare_cluster(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BareCluster]:
+    """A fresh member API server with no kubelets and no controllers."""
+    spec = FleetFile(members=[MemberSpec(name="charts")])
+    with running_fleet(tmp_path_factory.mktemp("charts-fleet"), spec, kube_binaries) as fleet:
+        yield BareCluster(fleet.members[0].kubeconfig, kube_binaries.kubectl)
+
+
+@pytest.mark.fleet
+def test_every_standin_installs_on_a_bare_api_server(
+    helm: Path, helm_env: dict[str, str], repo_url: str, bare_cluster: BareCluster, tmp_path: Path
+) -> None:
+    values = {
+        "gpu-operator": {
+            **MIG_VALUES,
+            "devicePlugin": {
+                "config": {
+                    "create": True,
+                    "name": "time-slicing-config",
+                    "default": "any",
+                    "data": {"any": TIME_SLICING},
+                }
+            },
+            "sandboxWorkloads": {"enabled": True},
+            "dcgmExporter": {"serviceMonitor": {"enabled": True}},
+        },
+        "kai-scheduler": {"global": {"gpuSharing": True}, "defaultQueue": {"create": True}},
+        "dcgm-exporter": {"serviceMonitor": {"enabled": True}},
+        "gatekeeper": {"standin": {"constraintKinds": ["K8sGpuRequiresKaiQueue"]}},
+        "kata-deploy": {},
+    }
+    namespaces = {
+        "gpu-operator": "gpu-operator",
+        "kai-scheduler": "kai-scheduler",
+        "dcgm-exporter": "monitoring",
+        "gatekeeper": "gatekeeper-system",
+        "kata-deploy": "kata-system",
+    }
+    for name, version in EXPECTED.items():
+        values_file = tmp_path / f"{name}.yaml"
+        values_file.write_text(yaml.safe_dump(values[name]))
+        run_helm(
+            helm,
+            helm_env,
+            "install",
+            name,
+            name,
+            "--repo",
+            repo_url,
+            "--version",
+            version,
+            "--namespace",
+            namespaces[name],
+            "--create-namespace",
+            "-f",
+            str(values_file),
+            "--kubeconfig",
+            str(bare_cluster.kubeconfig),
+            "--wait=false",
+        )
+        status = run_helm(
+            helm,
+            helm_env,
+            "status",
+            name,
+            "-n",
+            namespaces[name],
+            "-o",
+            "json",
+            "--kubeconfig",
+            str(bare_cluster.kubeconfig),
+        )
+        assert yaml.safe_load(status.stdout)["info"]["status"] == "deployed"
+
+    mig_cm = bare_cluster.json("get", "configmap", "default-mig-parted-config", "-n", "gpu-operator")
+    assert "all-1g.10gb" in yaml.safe_load(mig_cm["data"]["config.yaml"])["mig-configs"]
+    policy = bare_cluster.json("get", "clusterpolicies.nvidia.com", "cluster-policy")
+    assert policy["spec"]["mig"]["strategy"] == "mixed"
+    daemonsets = bare_cluster.json("get", "daemonsets", "-n", "gpu-operator")
+    assert "nvidia-sandbox-device-plugin-daemonset" in {d["metadata"]["name"] for d in daemonsets["items"]}
+    runtime_classes = bare_cluster.json("get", "runtimeclasses")
+    assert {"kata-qemu-nvidia-gpu", "kata-qemu-nvidia-gpu-snp", "kata-qemu-nvidia-gpu-tdx"} <= {
+        r["metadata"]["name"] for r in runtime_classes["items"]
+    }
+    # No Prometheus operator here: the ServiceMonitors were skipped instead of failing the install.
+    assert (
+        "servicemonitors"
+        not in subprocess.run(
+            [
+                str(helm),
+                "get",
+                "manifest",
+                "gpu-operator",
+                "-n",
+                "gpu-operator",
+                "--kubeconfig",
+                str(bare_cluster.kubeconfig),
+            ],
+            env=helm_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.lower()
+    )
+
+    # The CRDs the charts bring accept the objects a blueprint applies next.
+    objects = tmp_path / "objects.yaml"
+    objects.write_text(
+        yaml.safe_dump_all(
+            [
+                {
+                    "apiVersion": "scheduling.run.ai/v2",
+                    "kind": "Queue",
+                    "metadata": {"name": "team-a"},
+                    "spec": {
+                        "parentQueue": "default-parent-queue",
+                        "priority": 100,
+                        "resources": {
+                            r: {"quota": 2, "limit": -1, "overQuotaWeight": 1}
+                            for r in ("gpu", "cpu", "memory")
+                        },
+                    },
+                },
+                {
+                    "apiVersion": "templates.gatekeeper.sh/v1",
+                    "kind": "ConstraintTemplate",
+                    "metadata": {"name": "k8sgpurequireskaiqueue"},
+                    "spec": {
+                        "crd": {"spec": {"names": {"kind": "K8sGpuRequiresKaiQueue"}}},
+                        "targets": [
+                            {
+                                "target": "admission.k8s.gatekeeper.sh",
+                                "rego": "package k8sgpurequireskaiqueue\n",
+                            }
+                        ],
+                    },
+                },
+                {
+                    "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+                    "kind": "K8sGpuRequiresKaiQueue",
+                    "metadata": {"name": "gpu-pods-need-a-queue"},
+                    "spec": {
+                        "enforcementAction": "deny",
+                        "match": {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}]},
+                    },
+                },
+            ]
+        )
+    )
+    applied = bare_cluster.json("apply", "-f", str(objects))
+    assert len(applied["items"]) == 3
+    queue = bare_cluster.json("get", "queues.scheduling.run.ai", "team-a")
+    assert queue["spec"]["resources"]["gpu"]["quota"] == 2
+
+
+@pytest.mark.fleet
+def test_broken_chart_install_fails_at_the_api_server(
+    helm: Path, helm_env: dict[str, str], repo_url: str, bare_cluster: BareCluster
+) -> None:
+    proc = run_helm(
+        helm,
+        helm_env,
+        "install",
+        "broken",
+        "gpu-operator",
+        "--repo",
+        repo_url,
+        "--version",
+        BROKEN_VERSION,
+        "--namespace",
+        "broken",
+        "--create-namespace",
+        "--kubeconfig",
+        str(bare_cluster.kubeconfig),
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "spec.replicas: Invalid value: -1" in proc.stderr
+    status = run_helm(
+        helm,
+        helm_env,
+        "status",
+        "broken",
+        "-n",
+        "broken",
+        "-o",
+        "json",
+        "--kubeconfig",
+        str(bare_cluster.kubeconfig),
+    )
+    assert yaml.safe_load(status.stdout)["info"]["status"] == "failed"
+    # The partial install left the object created before the failing one.
+    bare_cluster.json("get", "configmap", "gpu-operator-broken-marker", "-n", "broken")
