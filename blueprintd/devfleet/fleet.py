@@ -119,14 +119,21 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _alive(proc: ProcessState | None) -> bool:
+    """True while the recorded process runs and still is the program we started.
+
+    /proc/PID/stat gives the command name (first 15 bytes of the executable's name) and the
+    state; a zombie (Z) or dead (X) process counts as gone, and a PID reused by another
+    program is not ours. (cmdline is unreliable: it is empty for an instant during exec.)
+    """
     if proc is None:
         return False
     try:
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
     except OSError:
         return False
-    # Zombies have an empty cmdline; a reused PID runs another program.
-    return bool(cmdline) and Path(cmdline).name == Path(proc.cmd).name
+    comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+    state = stat[stat.rfind(")") + 2 : stat.rfind(")") + 3]
+    return state not in ("Z", "X") and comm == Path(proc.cmd).name[:15]
 
 
 def _log_tail(path: str | Path, lines: int = 40) -> str:
