@@ -23,7 +23,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -159,12 +159,24 @@ class CdiWriter:
         return True
 
     def write_device_spec(self, inventory: NodeGpuInventory, mig_caps: MigCapsResolver = no_mig_caps) -> bool:
-        """Write the node-wide device spec; returns whether the file changed."""
+        """Write the node-wide device spec; returns whether the file changed.
+
+        A node without GPUs gets no file: a CDI spec without devices is invalid and would
+        make the runtime reject the whole spec directory's cache refresh noisily.
+        """
+        if not inventory.gpus:
+            existed = self.device_spec_path.exists()
+            self.device_spec_path.unlink(missing_ok=True)
+            return existed
         return self._write(self.device_spec_path, device_spec(inventory, mig_caps))
 
     def write_claim_spec(self, claim_uid: str, devices: Sequence[ClaimDevice]) -> Path:
+        """Write the claim's spec (none for a claim with no devices of this driver)."""
         path = self.claim_spec_path(claim_uid)
-        self._write(path, claim_spec(claim_uid, devices))
+        if devices:
+            self._write(path, claim_spec(claim_uid, devices))
+        else:
+            path.unlink(missing_ok=True)
         return path
 
     def remove_claim_spec(self, claim_uid: str) -> None:
@@ -184,6 +196,7 @@ class ProcMigCaps:
     nvml: Any
     minors_file: Path = Path("/proc/driver/nvidia-caps/mig-minors")
     dev_dir: Path = Path("/dev/nvidia-caps")
+    _warned: set[str] = field(default_factory=set, init=False, repr=False)
 
     def _table(self) -> dict[str, int]:
         table: dict[str, int] = {}
@@ -202,5 +215,7 @@ class ProcMigCaps:
             keys = (f"gpu{gpu.minor}/gi{gi}/access", f"gpu{gpu.minor}/gi{gi}/ci{ci}/access")
             return [str(self.dev_dir / f"nvidia-cap{table[k]}") for k in keys]
         except Exception as exc:  # NVML errors, missing /proc file, unknown keys
-            log.warning("no nvidia-caps device nodes for MIG device %s: %s", mig.uuid, exc)
+            if mig.uuid not in self._warned:  # once per device, not once per resync
+                self._warned.add(mig.uuid)
+                log.warning("no nvidia-caps device nodes for MIG device %s: %s", mig.uuid, exc)
             return []

@@ -163,26 +163,37 @@ class NvidiaSmiExecutor:
 
 @dataclass
 class RecordingExecutor:
-    """Test double: records every call; ``fail_with`` makes the next calls raise."""
+    """Records every call instead of running it; ``fail_with`` makes calls raise.
+
+    Used by tests and by ``--fake-nvml`` runs (``log=True``), where there is no GPU whose
+    time slice could be set: the plugin then behaves exactly as on a GPU node except that
+    the sharing commands are logged, not run.
+    """
 
     calls: list[tuple[str, Any]] = field(default_factory=list)
     fail_with: str | None = None
     running: dict[str, MpsDaemon] = field(default_factory=dict)
+    log: bool = False
 
     def _check(self) -> None:
         if self.fail_with:
             raise ExecutorError(self.fail_with)
 
+    def _record(self, name: str, args: Any) -> None:
+        self.calls.append((name, args))
+        if self.log:
+            log.info("sharing (simulated): %s %s", name, args)
+
     def set_time_slice(self, gpu_uuids: Sequence[str], interval: TimeSliceInterval) -> None:
         self._check()
-        self.calls.append(("set_time_slice", (tuple(gpu_uuids), interval.value)))
+        self._record("set_time_slice", (tuple(gpu_uuids), interval.value))
 
     def start_mps(self, daemon: MpsDaemon, config: MpsConfig | None) -> None:
         self._check()
-        self.calls.append(("start_mps", (daemon, config)))
+        self._record("start_mps", (daemon, config))
         self.running[daemon.daemon_id] = daemon
 
     def stop(self, daemon: MpsDaemon) -> None:
         self._check()
-        self.calls.append(("stop", daemon))
+        self._record("stop", daemon)
         self.running.pop(daemon.daemon_id, None)

@@ -10,6 +10,10 @@ so one object computes them from the plugin root and the driver name and every c
     <plugin-root>/plugins/<driver>/dra.sock              DRA service (NodePrepare/Unprepare)
     <plugin-root>/plugins/<driver>/checkpoint.json       prepared claims, survives restarts
     <plugin-root>/plugins/<driver>/mps/<claim-uid>/      MPS pipe/log dirs of shared claims
+
+The pod-UID socket names the kubelet accepts since 1.33 for seamless rolling updates
+(``<driver>-<uid>-reg.sock``, ``dra-<uid>.sock``) are not used: one plugin instance per node
+at a time, so an upgrade has a short window in which prepare calls are retried by the kubelet.
 """
 
 from __future__ import annotations

@@ -243,7 +243,7 @@ class Preparer:
     def _prepare_one(self, ref: ClaimRef) -> tuple[PreparedDevice, ...]:
         known = self._checkpoint.claims.get(ref.uid)
         if known is not None and known.state == PREPARE_COMPLETED:
-            if not self.cdi.claim_spec_path(ref.uid).exists():
+            if known.devices and not self.cdi.claim_spec_path(ref.uid).exists():
                 self._write_claim_spec(known)  # CDI dir is often tmpfs: gone after reboot
             return known.devices
         if known is not None:  # a prepare was interrupted: undo and redo

@@ -27,13 +27,14 @@ from blueprintd.dra.prepare import Preparer
 from blueprintd.dra.proto import pluginregistration_pb2_grpc
 from blueprintd.dra.registration import RegistrationServicer
 from blueprintd.dra.service import add_dra_services
+from blueprintd.errors import BlueprintdError
 
 log = logging.getLogger(__name__)
 
 MAX_SOCKET_PATH = 107
 
 
-class ServerError(RuntimeError):
+class ServerError(BlueprintdError):
     """A socket could not be served."""
 
 
