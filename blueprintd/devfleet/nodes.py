@@ -23,7 +23,7 @@ from blueprintd.errors import DevFleetError
 from blueprintd.facts.catalog import GpuProduct, by_key
 
 DRIVER_VERSION = "580.95.05"
-CUDA_DRIVER = ("13", "0", "0")
+CUDA_RUNTIME = ("13", "0")
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,7 @@ class NodeProfile:
 PROFILES: dict[str, NodeProfile] = {
     p.name: p
     for p in (
-        NodeProfile(
-            "h100", "8x NVIDIA H100 80GB HBM3 (MIG-capable), MIG off", "h100-80gb", 8, cpu="224", memory="2Ti"
-        ),
+        NodeProfile("h100", "8x NVIDIA H100 80GB HBM3 (MIG-capable), MIG off", "h100-80gb", 8, cpu="224", memory="2Ti"),
         NodeProfile(
             "h100-mig",
             "8x NVIDIA H100 80GB HBM3 with MIG all-1g.10gb applied",
@@ -59,9 +57,7 @@ PROFILES: dict[str, NodeProfile] = {
             cpu="224",
             memory="2Ti",
         ),
-        NodeProfile(
-            "a100", "8x NVIDIA A100-SXM4-80GB (MIG-capable)", "a100-80gb", 8, cpu="256", memory="2Ti"
-        ),
+        NodeProfile("a100", "8x NVIDIA A100-SXM4-80GB (MIG-capable)", "a100-80gb", 8, cpu="256", memory="2Ti"),
         NodeProfile("l4", "4x NVIDIA L4 (no MIG: time-slicing)", "l4", 4, cpu="48", memory="192Gi"),
         NodeProfile("t4", "1x Tesla T4 (no MIG)", "t4", 1, cpu="16", memory="64Gi"),
         NodeProfile("cpu", "CPU-only worker", None, 0, cpu="32", memory="128Gi"),
@@ -96,14 +92,16 @@ def gfd_labels(profile: NodeProfile) -> dict[str, str]:
             "nvidia.com/gpu.present": "true",
             "nvidia.com/gpu.product": gfd_product,
             "nvidia.com/gpu.memory": str(product.memory_mib),
-            "nvidia.com/gpu.count": str(profile.gpus),
+            "nvidia.com/gpu.count": str(gpu_capacity(profile) or profile.gpus),
             "nvidia.com/gpu.family": product.architecture,
             "nvidia.com/gpu.compute.major": major,
             "nvidia.com/gpu.compute.minor": minor,
-            "nvidia.com/cuda.driver.major": CUDA_DRIVER[0],
-            "nvidia.com/cuda.driver.minor": CUDA_DRIVER[1],
-            "nvidia.com/cuda.driver.rev": CUDA_DRIVER[2],
-            "nvidia.com/gpu.driver.version": DRIVER_VERSION,
+            # GFD: cuda.driver.* is the NVIDIA driver version, cuda.runtime.* the CUDA version.
+            "nvidia.com/cuda.driver.major": DRIVER_VERSION.split(".")[0],
+            "nvidia.com/cuda.driver.minor": DRIVER_VERSION.split(".")[1],
+            "nvidia.com/cuda.driver.rev": DRIVER_VERSION.split(".")[2],
+            "nvidia.com/cuda.runtime.major": CUDA_RUNTIME[0],
+            "nvidia.com/cuda.runtime.minor": CUDA_RUNTIME[1],
             "nvidia.com/mig.capable": "true" if product.mig_capable else "false",
             "nvidia.com/gpu.workload.config": profile.workload,
             "nvidia.com/gpu.sharing-strategy": "none",
@@ -129,9 +127,7 @@ def gpu_capacity(profile: NodeProfile) -> int:
     return profile.gpus
 
 
-def node_object(
-    name: str, profile: NodeProfile, extra_labels: dict[str, str] | None = None
-) -> dict[str, Any]:
+def node_object(name: str, profile: NodeProfile, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
     """A Node manifest (metadata + status) for one simulated node."""
     labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
     labels.update(gfd_labels(profile))

@@ -348,7 +348,7 @@ def discover(
     """
     reader = _Reader(nvml)
     try:
-        reader.call("nvmlInit", nvml.nvmlInit, "NVML")
+        reader.call("nvmlInit", nvml.nvmlInit)
     except NvmlError as err:
         if raise_on_unavailable:
             raise
@@ -367,7 +367,7 @@ def discover(
             try:
                 inventory.gpus.append(reader.gpu(index))
             except NvmlError as err:
-                log.warning("GPU %d left out of the inventory: %s", index, err)
+                log.debug("GPU %d left out of the inventory: %s", index, err)
                 reader.errors.append(str(err))
         inventory.errors = reader.errors
         inventory.partial = bool(reader.errors)
