@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from blueprintd.api import API_VERSION
 from blueprintd.api.base import ApiModel
 from blueprintd.api.common import Condition, LabelSelector, ObjectMeta, check_dns_label
 
@@ -73,10 +72,7 @@ class HelmSource(ApiModel):
     )
     chart: str = Field(description="Chart name in the repository, e.g. gpu-operator.", max_length=253)
     version: str = Field(
-        description=(
-            "Exact chart version (SemVer, a leading 'v' allowed as some charts publish it), e.g. "
-            "v25.10.0."
-        ),
+        description=("Exact chart version (SemVer, a leading 'v' allowed as some charts publish it), e.g. v25.10.0."),
         max_length=128,
     )
     release_name: str | None = Field(
@@ -105,10 +101,8 @@ class HelmSource(ApiModel):
     @field_validator("version")
     @classmethod
     def _chart_version(cls, value: str) -> str:
-        if not CHART_VERSION_RE.match(value):
-            raise ValueError(
-                f"chart version {value!r} is not an exact SemVer version such as 1.2.3 or v1.2.3"
-            )
+        if not CHART_VERSION_RE.fullmatch(value):
+            raise ValueError(f"chart version {value!r} is not an exact SemVer version such as 1.2.3 or v1.2.3")
         return value
 
     @field_validator("release_name")
@@ -121,9 +115,7 @@ class ReadinessCheck(ApiModel):
     """An object that must be ready before the add-on counts as installed."""
 
     kind: ReadinessKind = Field(description="Deployment, DaemonSet, StatefulSet, CRD or Job.")
-    name: str = Field(
-        description="Object name (for CRD: the CRD name, e.g. queues.scheduling.run.ai).", max_length=253
-    )
+    name: str = Field(description="Object name (for CRD: the CRD name, e.g. queues.scheduling.run.ai).", max_length=253)
     namespace: str | None = Field(
         default=None, description="Namespace of the object; defaults to the add-on namespace. Unused for CRD."
     )
@@ -188,9 +180,7 @@ class Addon(ApiModel):
         description="Namespace the release or the namespaced objects go to. Required for helm add-ons.",
         max_length=63,
     )
-    helm: HelmSource | None = Field(
-        default=None, description="Install a Helm chart. Exclusive with manifests."
-    )
+    helm: HelmSource | None = Field(default=None, description="Install a Helm chart. Exclusive with manifests.")
     manifests: list[dict[str, Any]] | None = Field(
         default=None,
         description="Apply these Kubernetes objects (server-side apply). Exclusive with helm.",
@@ -230,17 +220,11 @@ class GatekeeperPolicies(ApiModel):
 
     addon: str = Field(
         default="gatekeeper",
-        description=(
-            "The add-on installing Gatekeeper; the generated policy add-ons depend on it when "
-            "present."
-        ),
+        description=("The add-on installing Gatekeeper; the generated policy add-ons depend on it when present."),
     )
     templates: list[dict[str, Any]] = Field(
         default_factory=list,
-        description=(
-            "ConstraintTemplate objects (templates.gatekeeper.sh/v1), installed as add-on "
-            "policy-templates."
-        ),
+        description=("ConstraintTemplate objects (templates.gatekeeper.sh/v1), installed as add-on policy-templates."),
         max_length=MAX_MANIFESTS,
     )
     constraints: list[dict[str, Any]] = Field(
@@ -253,9 +237,7 @@ class GatekeeperPolicies(ApiModel):
 class Policies(ApiModel):
     """Admission policies and network isolation that ship with the platform."""
 
-    gatekeeper: GatekeeperPolicies | None = Field(
-        default=None, description="Gatekeeper templates and constraints."
-    )
+    gatekeeper: GatekeeperPolicies | None = Field(default=None, description="Gatekeeper templates and constraints.")
     network_policies: list[dict[str, Any]] = Field(
         default_factory=list,
         description=(
@@ -285,9 +267,7 @@ class JsonPatchOp(ApiModel):
     op: PatchOpName = Field(description="add, remove, replace, move, copy or test.")
     path: str = Field(description="JSON pointer of the target location, e.g. /migManager/config/default.")
     value: Any = Field(default=None, description="Value for add, replace and test.")
-    from_: str | None = Field(
-        default=None, alias="from", description="Source JSON pointer for move and copy."
-    )
+    from_: str | None = Field(default=None, alias="from", description="Source JSON pointer for move and copy.")
 
     @model_validator(mode="after")
     def _shape(self) -> JsonPatchOp:
@@ -315,9 +295,7 @@ class ManifestTarget(ApiModel):
     kind: str = Field(description="Object kind, e.g. Queue.")
     name: str = Field(description="Object name.")
     namespace: str | None = Field(default=None, description="Object namespace, when the kind is namespaced.")
-    api_version: str | None = Field(
-        default=None, description="Object apiVersion, when the kind name is ambiguous."
-    )
+    api_version: str | None = Field(default=None, description="Object apiVersion, when the kind name is ambiguous.")
 
 
 class OverlayPatch(ApiModel):
@@ -355,9 +333,7 @@ class OverlayPatch(ApiModel):
         description="RFC 6902 operations applied to the add-on's Helm values.",
         max_length=MAX_PATCHES,
     )
-    target: ManifestTarget | None = Field(
-        default=None, description="The manifest to patch (manifests add-ons only)."
-    )
+    target: ManifestTarget | None = Field(default=None, description="The manifest to patch (manifests add-ons only).")
     merge_patch: dict[str, Any] | None = Field(
         default=None, description="JSON merge patch applied to the target manifest."
     )
@@ -381,9 +357,7 @@ class OverlayPatch(ApiModel):
         ]
         if len(chosen) != 1:
             got = ", ".join(chosen) if chosen else "none"
-            raise ValueError(
-                f"set exactly one of values, valuesJsonPatch, mergePatch or jsonPatch (got {got})"
-            )
+            raise ValueError(f"set exactly one of values, valuesJsonPatch, mergePatch or jsonPatch (got {got})")
         manifest_patch = self.merge_patch is not None or self.json_patch is not None
         if manifest_patch and self.target is None:
             raise ValueError(f"'{chosen[0]}' needs a 'target' naming the manifest to patch")
@@ -415,17 +389,11 @@ class Overlay(ApiModel):
     description: str = Field(default="", description="What the overlay is for.", max_length=1024)
     scope: Literal["cluster", "nodePool"] = Field(
         default="cluster",
-        description=(
-            "cluster: evaluated once per cluster. nodePool: evaluated once per node pool, with `pool` "
-            "set."
-        ),
+        description=("cluster: evaluated once per cluster. nodePool: evaluated once per node pool, with `pool` set."),
     )
     when: str = Field(
         default="true",
-        description=(
-            "CEL condition, e.g. pool.migCapable && !pool.sandbox. The overlay applies when it is "
-            "true."
-        ),
+        description=("CEL condition, e.g. pool.migCapable && !pool.sandbox. The overlay applies when it is true."),
         max_length=4096,
     )
     priority: int = Field(
@@ -435,14 +403,11 @@ class Overlay(ApiModel):
             "setting the same field to different values is an error whatever their priority."
         ),
     )
-    patches: list[OverlayPatch] = Field(
-        default_factory=list, description="Changes to add-ons.", max_length=MAX_PATCHES
-    )
+    patches: list[OverlayPatch] = Field(default_factory=list, description="Changes to add-ons.", max_length=MAX_PATCHES)
     node_labels: dict[str, str] = Field(
         default_factory=dict,
         description=(
-            "Labels put on every node of the matching pool (scope nodePool only), e.g. "
-            "nvidia.com/mig.config."
+            "Labels put on every node of the matching pool (scope nodePool only), e.g. nvidia.com/mig.config."
         ),
     )
 
@@ -466,10 +431,7 @@ class DriftPolicy(ApiModel):
 
     mode: DriftMode = Field(
         default="remediate",
-        description=(
-            "remediate (restore), notify (report and emit an event) or block (refuse changes at "
-            "admission)."
-        ),
+        description=("remediate (restore), notify (report and emit an event) or block (refuse changes at admission)."),
     )
     ignore: list[DriftIgnore] = Field(
         default_factory=list,
@@ -483,9 +445,7 @@ class Canary(ApiModel):
 
     model_config = ConfigDict(
         json_schema_extra=_x(
-            validations=[
-                _rule("has(self.count) != has(self.selector)", "set exactly one of count or selector")
-            ]
+            validations=[_rule("has(self.count) != has(self.selector)", "set exactly one of count or selector")]
         )
     )
 
@@ -502,9 +462,7 @@ class Canary(ApiModel):
 class Rollout(ApiModel):
     """How a new Blueprint version spreads across the selected clusters."""
 
-    canary: Canary | None = Field(
-        default=None, description="Clusters updated first; omit to skip the canary phase."
-    )
+    canary: Canary | None = Field(default=None, description="Clusters updated first; omit to skip the canary phase.")
     max_unavailable: int | str = Field(
         default=1,
         description="Clusters updated at once after the canary: a number or a percentage such as 25%.",
@@ -543,18 +501,14 @@ class BlueprintSpec(ApiModel):
             validations=[
                 _rule(
                     "oldSelf.version != self.version || oldSelf == self",
-                    "spec changed without a new spec.version: bump spec.version (semver) to publish "
-                    "new content",
+                    "spec changed without a new spec.version: bump spec.version (semver) to publish new content",
                 )
             ]
         )
     )
 
     version: str = Field(
-        description=(
-            "SemVer version of this content, e.g. 1.2.0. Changing anything else requires a new "
-            "version."
-        ),
+        description=("SemVer version of this content, e.g. 1.2.0. Changing anything else requires a new version."),
         max_length=128,
         json_schema_extra={"pattern": SEMVER_PATTERN},
     )
@@ -567,9 +521,7 @@ class BlueprintSpec(ApiModel):
         default_factory=dict,
         description="Named scalar settings overlays read as params.<name>, e.g. timeSlicingReplicas: 4.",
     )
-    addons: list[Addon] = Field(
-        default_factory=list, description="Platform components.", max_length=MAX_ADDONS
-    )
+    addons: list[Addon] = Field(default_factory=list, description="Platform components.", max_length=MAX_ADDONS)
     policies: Policies | None = Field(default=None, description="Admission and network policies.")
     overlays: list[Overlay] = Field(
         default_factory=list,
@@ -582,17 +534,15 @@ class BlueprintSpec(ApiModel):
     @field_validator("version")
     @classmethod
     def _semver(cls, value: str) -> str:
-        if not SEMVER_RE.match(value):
-            raise ValueError(
-                f"version {value!r} is not SemVer: use MAJOR.MINOR.PATCH such as 1.0.0 (no 'v' prefix)"
-            )
+        if not SEMVER_RE.fullmatch(value):
+            raise ValueError(f"version {value!r} is not SemVer: use MAJOR.MINOR.PATCH such as 1.0.0 (no 'v' prefix)")
         return value
 
     @field_validator("parameters")
     @classmethod
     def _param_names(cls, value: dict[str, ParamValue]) -> dict[str, ParamValue]:
         for name in value:
-            if not PARAM_NAME_RE.match(name):
+            if not PARAM_NAME_RE.fullmatch(name):
                 raise ValueError(f"parameter name {name!r} must be a CEL identifier (letters, digits, '_')")
         return value
 
@@ -611,9 +561,7 @@ class BlueprintSpec(ApiModel):
 class RevisionSourceRef(ApiModel):
     """Where a Blueprint's content came from."""
 
-    kind: Literal["kubectl", "git"] = Field(
-        default="kubectl", description="kubectl (applied directly) or git."
-    )
+    kind: Literal["kubectl", "git"] = Field(default="kubectl", description="kubectl (applied directly) or git.")
     repo: str | None = Field(default=None, description="Git repository URL (kind git).")
     commit: str | None = Field(default=None, description="Git commit the content was read at (kind git).")
     path: str | None = Field(default=None, description="File path in the repository (kind git).")
@@ -625,9 +573,7 @@ class BlueprintStatus(ApiModel):
     observed_generation: int | None = Field(default=None, description="metadata.generation last processed.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Valid, RollingOut.")
     content_hash: str | None = Field(default=None, description="Hash of spec, as recorded in the revision.")
-    revision: str | None = Field(
-        default=None, description="Name of the BlueprintRevision holding this version."
-    )
+    revision: str | None = Field(default=None, description="Name of the BlueprintRevision holding this version.")
     matched_clusters: int = Field(default=0, description="Member clusters selected by clusterSelector.")
     ready_clusters: int = Field(default=0, description="Selected clusters running this version healthily.")
     source: RevisionSourceRef | None = Field(default=None, description="Where the content came from.")
@@ -637,14 +583,12 @@ class Blueprint(ApiModel):
     """A versioned platform standard for GPU clusters."""
 
     api_version: Literal["blueprintd.io/v1alpha1"] = Field(
-        default=API_VERSION, description="blueprintd.io/v1alpha1"
+        default="blueprintd.io/v1alpha1", description="blueprintd.io/v1alpha1"
     )
     kind: Literal["Blueprint"] = Field(default="Blueprint", description="Blueprint")
     metadata: ObjectMeta = Field(description="Standard object metadata; metadata.name names the Blueprint.")
     spec: BlueprintSpec = Field(description="The platform content at spec.version.")
-    status: BlueprintStatus | None = Field(
-        default=None, description="Observed state, written by the operator."
-    )
+    status: BlueprintStatus | None = Field(default=None, description="Observed state, written by the operator.")
 
     @property
     def name(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -22,22 +22,20 @@ DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 DNS_LABEL_PATTERN = DNS_LABEL_RE.pattern
 DNS_SUBDOMAIN_PATTERN = DNS_SUBDOMAIN_RE.pattern
 
-DNS_LABEL_HELP = (
-    "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
-)
+DNS_LABEL_HELP = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
 DNS_SUBDOMAIN_HELP = "lowercase letters, digits, '-' and '.', at most 253 characters"
 
 
 def check_dns_label(value: str) -> str:
     """Raise ``ValueError`` unless ``value`` is a DNS-1123 label (names of add-ons, overlays, namespaces)."""
-    if len(value) > 63 or not DNS_LABEL_RE.match(value):
+    if len(value) > 63 or not DNS_LABEL_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid name: use {DNS_LABEL_HELP}")
     return value
 
 
 def check_dns_subdomain(value: str) -> str:
     """Raise ``ValueError`` unless ``value`` is a DNS-1123 subdomain (object names)."""
-    if len(value) > 253 or not DNS_SUBDOMAIN_RE.match(value):
+    if len(value) > 253 or not DNS_SUBDOMAIN_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid object name: use {DNS_SUBDOMAIN_HELP}")
     return value
 
@@ -58,9 +56,7 @@ class ObjectMeta(ApiModel):
     resource_version: str | None = Field(
         default=None, description="Server-assigned version for optimistic concurrency."
     )
-    generation: int | None = Field(
-        default=None, description="Incremented by the server on every spec change."
-    )
+    generation: int | None = Field(default=None, description="Incremented by the server on every spec change.")
     creation_timestamp: datetime | None = Field(default=None, description="When the object was created.")
     deletion_timestamp: datetime | None = Field(default=None, description="When deletion was requested.")
     finalizers: list[str] = Field(default_factory=list, description="Finalizers blocking deletion.")
@@ -81,16 +77,10 @@ class ConditionStatus(StrEnum):
 class Condition(ApiModel):
     """A standard Kubernetes status condition (``kubectl wait --for=condition=Ready`` reads these)."""
 
-    type: str = Field(
-        description="Condition type in CamelCase, e.g. Ready, Reachable, Drifted.", max_length=316
-    )
+    type: str = Field(description="Condition type in CamelCase, e.g. Ready, Reachable, Drifted.", max_length=316)
     status: ConditionStatus = Field(description="True, False or Unknown.")
-    reason: str = Field(
-        default="", description="One-word CamelCase reason for the last transition.", max_length=1024
-    )
-    message: str = Field(
-        default="", description="Human-readable details of the last transition.", max_length=32768
-    )
+    reason: str = Field(default="", description="One-word CamelCase reason for the last transition.", max_length=1024)
+    message: str = Field(default="", description="Human-readable details of the last transition.", max_length=32768)
     last_transition_time: datetime | None = Field(
         default=None, description="When the status last changed (not when it was last checked)."
     )
@@ -180,9 +170,5 @@ class LocalObjectReference(ApiModel):
     """A reference to an object by name (and, for cross-namespace references, namespace)."""
 
     name: str = Field(description="Name of the referenced object.", max_length=253)
-    namespace: str | None = Field(
-        default=None, description="Namespace; defaults to the referrer's namespace."
-    )
+    namespace: str | None = Field(default=None, description="Namespace; defaults to the referrer's namespace.")
 
-
-Scope = Literal["cluster", "nodePool"]

@@ -235,7 +235,7 @@ def crd_schema(model: type[BaseModel]) -> dict[str, Any]:
     props = schema["properties"]
     props["apiVersion"] = {"type": "string", "description": "API version: blueprintd.io/v1alpha1."}
     props["kind"] = {"type": "string", "description": f"Object kind: {model.__name__}."}
-    props["metadata"] = {"type": "object", "description": "Standard Kubernetes object metadata."}
+    props["metadata"] = {"type": "object"}  # the API server allows nothing else here
     schema["required"] = [r for r in schema.get("required", []) if r not in ("metadata", "apiVersion", "kind")]
     if not schema["required"]:
         del schema["required"]

@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from blueprintd.api import API_VERSION
 from blueprintd.api.base import ApiModel
 from blueprintd.api.common import ObjectMeta
 
@@ -71,7 +70,7 @@ class DriftReport(ApiModel):
     """Drift of one member cluster."""
 
     api_version: Literal["blueprintd.io/v1alpha1"] = Field(
-        default=API_VERSION, description="blueprintd.io/v1alpha1"
+        default="blueprintd.io/v1alpha1", description="blueprintd.io/v1alpha1"
     )
     kind: Literal["DriftReport"] = Field(default="DriftReport", description="DriftReport")
     metadata: ObjectMeta = Field(description="Standard object metadata; named after the MemberCluster.")

@@ -12,7 +12,6 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from blueprintd.api import API_VERSION
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import _rule, _x
 from blueprintd.api.common import Condition, LocalObjectReference, ObjectMeta
@@ -34,9 +33,7 @@ class GitRef(ApiModel):
 
     branch: str | None = Field(default=None, description="Follow this branch.", max_length=255)
     tag: str | None = Field(default=None, description="Use this tag.", max_length=255)
-    commit: str | None = Field(
-        default=None, description="Use this commit (full SHA).", pattern=r"^[0-9a-f]{40}$"
-    )
+    commit: str | None = Field(default=None, description="Use this commit (full SHA).", pattern=r"^[0-9a-f]{40}$")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> GitRef:
@@ -50,9 +47,7 @@ class GitSourceSpec(ApiModel):
 
     url: str = Field(description="Repository URL (https:// or ssh).", max_length=1024)
     ref: GitRef = Field(description="Branch, tag or commit.")
-    path: str = Field(
-        default=".", description="Folder in the repository holding Blueprint YAML.", max_length=1024
-    )
+    path: str = Field(default=".", description="Folder in the repository holding Blueprint YAML.", max_length=1024)
     interval: str = Field(
         default="5m",
         description="How often to poll, as a duration such as 30s, 5m or 1h.",
@@ -81,9 +76,7 @@ class GitSourceStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Synced.")
     last_applied_commit: str = Field(default="", description="Commit whose Blueprints are applied.")
     last_sync_time: datetime | None = Field(default=None, description="When the last sync attempt finished.")
-    last_error: SyncError | None = Field(
-        default=None, description="Why the last sync was refused, if it was."
-    )
+    last_error: SyncError | None = Field(default=None, description="Why the last sync was refused, if it was.")
     blueprints: list[str] = Field(default_factory=list, description="Blueprints synced from this source.")
 
 
@@ -91,11 +84,9 @@ class GitSource(ApiModel):
     """A git repository holding Blueprints."""
 
     api_version: Literal["blueprintd.io/v1alpha1"] = Field(
-        default=API_VERSION, description="blueprintd.io/v1alpha1"
+        default="blueprintd.io/v1alpha1", description="blueprintd.io/v1alpha1"
     )
     kind: Literal["GitSource"] = Field(default="GitSource", description="GitSource")
     metadata: ObjectMeta = Field(description="Standard object metadata.")
     spec: GitSourceSpec = Field(description="Repository, ref and path.")
-    status: GitSourceStatus | None = Field(
-        default=None, description="Observed state, written by the operator."
-    )
+    status: GitSourceStatus | None = Field(default=None, description="Observed state, written by the operator.")

@@ -13,10 +13,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from blueprintd.api import API_VERSION
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import ParamValue
 from blueprintd.api.common import Condition, ObjectMeta
+from blueprintd.api.inventory import Inventory
 
 AddonStateName = Literal["Pending", "Installing", "Ready", "Failed"]
 
@@ -25,9 +25,7 @@ class SecretKeyRef(ApiModel):
     """A key of a Secret."""
 
     name: str = Field(description="Secret name.", max_length=253)
-    namespace: str | None = Field(
-        default=None, description="Secret namespace; defaults to the operator namespace."
-    )
+    namespace: str | None = Field(default=None, description="Secret namespace; defaults to the operator namespace.")
     key: str = Field(default="kubeconfig", description="Key holding the kubeconfig YAML.", max_length=253)
 
 
@@ -44,30 +42,19 @@ class MemberClusterSpec(ApiModel):
     kubeconfig_secret_ref: SecretKeyRef = Field(description="Secret holding the member's kubeconfig.")
     allow_exec_auth: bool = Field(
         default=False,
-        description=(
-            "Allow kubeconfigs that run a command (exec / auth-provider). Off: such kubeconfigs are "
-            "refused."
-        ),
+        description=("Allow kubeconfigs that run a command (exec / auth-provider). Off: such kubeconfigs are refused."),
     )
     allow_local_files: bool = Field(
         default=False,
-        description=(
-            "Allow kubeconfigs that read files on the operator's disk. Off: such kubeconfigs are "
-            "refused."
-        ),
+        description=("Allow kubeconfigs that read files on the operator's disk. Off: such kubeconfigs are refused."),
     )
     version_pins: list[VersionPin] = Field(
         default_factory=list, description="Pin Blueprints to a version on this cluster.", max_length=64
     )
-    paused: bool = Field(
-        default=False, description="Stop applying changes to this cluster (drift is still reported)."
-    )
+    paused: bool = Field(default=False, description="Stop applying changes to this cluster (drift is still reported).")
     parameters: dict[str, ParamValue] = Field(
         default_factory=dict,
-        description=(
-            "Per-cluster values for Blueprint parameters (params.<name>), overriding the "
-            "Blueprint's."
-        ),
+        description=("Per-cluster values for Blueprint parameters (params.<name>), overriding the Blueprint's."),
     )
 
 
@@ -111,6 +98,22 @@ class DriftSummary(ApiModel):
     blocked: int = Field(default=0, description="Changes refused at admission.")
 
 
+class BlueprintProgress(ApiModel):
+    """Where one Blueprint stands on this cluster: the rollout reads it, the next plan prunes from it."""
+
+    blueprint: str = Field(description="Blueprint name.")
+    version: str = Field(description="The version this cluster is converging to (assigned or pinned).")
+    state: Literal["Pending", "Progressing", "Ready", "Failed"] = Field(description="State at that version.")
+    failed_addon: str = Field(default="", description="The add-on that failed, when state is Failed.")
+    message: str = Field(default="", description="Why (e.g. the Helm or API error).", max_length=4096)
+    since: datetime | None = Field(default=None, description="When the cluster entered this state.")
+    last_attempt: datetime | None = Field(default=None, description="Last failed attempt (retries back off).")
+    inventory: Inventory = Field(
+        default_factory=Inventory,
+        description="Objects, Helm releases and node-label keys applied for this Blueprint (pruning reads it).",
+    )
+
+
 class MemberClusterStatus(ApiModel):
     """What the operator observed about the member cluster."""
 
@@ -119,15 +122,14 @@ class MemberClusterStatus(ApiModel):
     reachable: bool = Field(default=False, description="The member API server answered the last call.")
     last_contact_time: datetime | None = Field(default=None, description="Last successful call.")
     kubernetes_version: str = Field(default="", description="Member API server version.")
-    revision_summary: str = Field(
-        default="", description="Applied Blueprint versions, e.g. gpu-platform@1.0.0."
-    )
+    revision_summary: str = Field(default="", description="Applied Blueprint versions, e.g. gpu-platform@1.0.0.")
     applied_revisions: list[AppliedRevision] = Field(default_factory=list, description="Per Blueprint.")
     addons: list[AddonState] = Field(default_factory=list, description="Per add-on state.", max_length=512)
     last_error: str = Field(default="", description="The last error, without secrets.", max_length=4096)
     facts_summary: list[PoolSummary] = Field(default_factory=list, description="Node pools.", max_length=256)
-    drift: DriftSummary = Field(
-        default_factory=DriftSummary, description="Drift counts (details in DriftReport)."
+    drift: DriftSummary = Field(default_factory=DriftSummary, description="Drift counts (details in DriftReport).")
+    blueprints: list[BlueprintProgress] = Field(
+        default_factory=list, description="Per Blueprint: target version, state and applied inventory."
     )
 
 
@@ -135,13 +137,9 @@ class MemberCluster(ApiModel):
     """A cluster of the fleet."""
 
     api_version: Literal["blueprintd.io/v1alpha1"] = Field(
-        default=API_VERSION, description="blueprintd.io/v1alpha1"
+        default="blueprintd.io/v1alpha1", description="blueprintd.io/v1alpha1"
     )
     kind: Literal["MemberCluster"] = Field(default="MemberCluster", description="MemberCluster")
-    metadata: ObjectMeta = Field(
-        description="Standard object metadata; labels are matched by clusterSelector."
-    )
+    metadata: ObjectMeta = Field(description="Standard object metadata; labels are matched by clusterSelector.")
     spec: MemberClusterSpec = Field(description="How to reach the cluster.")
-    status: MemberClusterStatus | None = Field(
-        default=None, description="Observed state, written by the operator."
-    )
+    status: MemberClusterStatus | None = Field(default=None, description="Observed state, written by the operator.")

@@ -12,7 +12,6 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from blueprintd.api import API_VERSION
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import BlueprintSpec, RevisionSourceRef, _rule, _x
 from blueprintd.api.common import ObjectMeta
@@ -51,7 +50,7 @@ class BlueprintRevision(ApiModel):
     """Immutable snapshot of one Blueprint version, used for history and rollback."""
 
     api_version: Literal["blueprintd.io/v1alpha1"] = Field(
-        default=API_VERSION, description="blueprintd.io/v1alpha1"
+        default="blueprintd.io/v1alpha1", description="blueprintd.io/v1alpha1"
     )
     kind: Literal["BlueprintRevision"] = Field(default="BlueprintRevision", description="BlueprintRevision")
     metadata: ObjectMeta = Field(description="Standard object metadata.")

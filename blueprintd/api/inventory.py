@@ -1,0 +1,48 @@
+"""Inventory: what blueprintd applied to a cluster for one Blueprint (kept in MemberCluster status).
+
+Pruning needs to know what was applied before, and that knowledge must survive operator
+restarts and move between replicas, so it is part of the API, not operator memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from blueprintd.api.base import ApiModel
+
+
+def object_key(obj: dict[str, Any]) -> str:
+    """``apiVersion|Kind|namespace|name``: stable identity of a manifest across renders."""
+    meta = obj.get("metadata") or {}
+    return "|".join(
+        (obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", ""))
+    )
+
+
+class InventoryObject(ApiModel):
+    key: str = Field(description="apiVersion|Kind|namespace|name")
+    addon: str = Field(default="", description="Add-on that owns the object.")
+
+    def ref(self) -> dict[str, Any]:
+        api_version, kind, namespace, name = self.key.split("|", 3)
+        meta: dict[str, Any] = {"name": name}
+        if namespace:
+            meta["namespace"] = namespace
+        return {"apiVersion": api_version, "kind": kind, "metadata": meta}
+
+
+class InventoryRelease(ApiModel):
+    namespace: str
+    name: str
+    addon: str = ""
+
+
+class Inventory(ApiModel):
+    """Per Blueprint: the objects, Helm releases and node-label keys blueprintd manages."""
+
+    blueprint: str = ""
+    objects: list[InventoryObject] = Field(default_factory=list)
+    releases: list[InventoryRelease] = Field(default_factory=list)
+    node_label_keys: list[str] = Field(default_factory=list)
