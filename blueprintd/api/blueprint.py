@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from blueprintd.api.base import ApiModel
 from blueprintd.api.common import Condition, LabelSelector, ObjectMeta, check_dns_label
+from blueprintd.api.rollout import RolloutStatus
 
 SEMVER_PATTERN = (
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -576,6 +577,9 @@ class BlueprintStatus(ApiModel):
     revision: str | None = Field(default=None, description="Name of the BlueprintRevision holding this version.")
     matched_clusters: int = Field(default=0, description="Member clusters selected by clusterSelector.")
     ready_clusters: int = Field(default=0, description="Selected clusters running this version healthily.")
+    rollout: RolloutStatus | None = Field(
+        default=None, description="Progressive rollout of the target version: waves, assignments, failures."
+    )
     source: RevisionSourceRef | None = Field(default=None, description="Where the content came from.")
 
 

@@ -34,15 +34,15 @@ class InventoryObject(ApiModel):
 
 
 class InventoryRelease(ApiModel):
-    namespace: str
-    name: str
-    addon: str = ""
+    namespace: str = Field(description="Release namespace.")
+    name: str = Field(description="Release name.")
+    addon: str = Field(default="", description="Add-on that owns the release.")
 
 
 class Inventory(ApiModel):
     """Per Blueprint: the objects, Helm releases and node-label keys blueprintd manages."""
 
-    blueprint: str = ""
-    objects: list[InventoryObject] = Field(default_factory=list)
-    releases: list[InventoryRelease] = Field(default_factory=list)
-    node_label_keys: list[str] = Field(default_factory=list)
+    blueprint: str = Field(default="", description="Blueprint name.")
+    objects: list[InventoryObject] = Field(default_factory=list, description="Objects applied server-side.")
+    releases: list[InventoryRelease] = Field(default_factory=list, description="Helm releases installed.")
+    node_label_keys: list[str] = Field(default_factory=list, description="Node label keys blueprintd sets.")

@@ -164,3 +164,26 @@ def build() -> None:
         return
     for name in ("kube_apiserver", "etcd", "kubectl", "helm"):
         typer.echo(f"{name.replace('_', '-')}: {getattr(bins, name)}")
+
+
+def demo_cmd(
+    directory: DirOpt = DEFAULT_DIR,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for convergence.")] = 600,
+) -> None:
+    """Start a local fleet and roll the GPU platform blueprint onto it, showing progress.
+
+    Management + 3 members (an H100 MIG cluster, an L4 cluster, a mixed H100 + L4 cluster);
+    the fleet keeps running afterwards. Stop it with `blueprintd dev down`.
+    """
+    from blueprintd.devfleet.demo import run_demo
+
+    try:
+        bins = binaries.ensure(progress=lambda m: err.print(m, highlight=False))
+        code = run_demo(directory, bins, lambda m: err.print(m, highlight=False), timeout)
+    except BlueprintdError as exc:
+        _fail(exc)
+        return
+    raise typer.Exit(code)
+
+
+app.command("demo")(demo_cmd)

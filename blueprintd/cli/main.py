@@ -24,6 +24,27 @@ app = typer.Typer(
 
 # --- COMMANDS: each module adds its commands to `app` when imported ---------------------
 from blueprintd.cli import dev  # noqa: E402,F401  (blueprintd dev up|status|down)
+from blueprintd.cli.dra import dra_plugin_cmd  # noqa: E402  (blueprintd dra-plugin)
+
+app.command("dra-plugin")(dra_plugin_cmd)
+from blueprintd.cli.agent import node_agent_cmd  # noqa: E402  (blueprintd node-agent)
+from blueprintd.cli.facts import facts_cmd  # noqa: E402  (blueprintd facts)
+
+app.command("facts")(facts_cmd)
+app.command("node-agent")(node_agent_cmd)
+from blueprintd.cli.render import render_cmd  # noqa: E402  (blueprintd render)
+from blueprintd.cli.validate import validate_cmd  # noqa: E402  (blueprintd validate)
+
+app.command("validate")(validate_cmd)
+app.command("render")(render_cmd)
+from blueprintd.cli.operator import operator_cmd  # noqa: E402  (blueprintd operator)
+
+app.command("operator")(operator_cmd)
+from blueprintd.cli.fleetview import rollback_cmd, rollout_app, status_cmd  # noqa: E402
+
+app.command("status")(status_cmd)
+app.command("rollback")(rollback_cmd)
+app.add_typer(rollout_app, name="rollout")
 # --- end COMMANDS ---
 
 

@@ -9,34 +9,15 @@ to the repository and the answer never changes for a pinned version.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from blueprintd.errors import ClusterError
-
-PENDING = frozenset({"pending-install", "pending-upgrade", "pending-rollback", "uninstalling"})
+from blueprintd.plan.live import ReleaseState
 
 
 class HelmError(ClusterError):
     """A helm operation failed; the message carries helm's own error text."""
-
-
-@dataclass(frozen=True)
-class ReleaseState:
-    """What is installed under one release name (the live side of a plan)."""
-
-    name: str
-    namespace: str
-    chart: str
-    version: str
-    status: str
-    revision: int
-    values: dict[str, Any]
-
-    @property
-    def pending(self) -> bool:
-        return self.status in PENDING
 
 
 class HelmClient:
@@ -82,9 +63,7 @@ class HelmClient:
             if key not in self._charts:
                 ref, repo_arg = _chart_ref(repo, chart)
                 try:
-                    self._charts[key] = await self._client.get_chart(
-                        ref, repo=repo_arg, version=version or None
-                    )
+                    self._charts[key] = await self._client.get_chart(ref, repo=repo_arg, version=version or None)
                 except errors.Error as exc:
                     raise HelmError(f"chart {chart} {version} not found in {repo}: {_msg(exc)}") from exc
             return self._charts[key]
@@ -110,9 +89,7 @@ class HelmClient:
                 wait=False,
             )
         except errors.Error as exc:
-            raise HelmError(
-                f"helm upgrade --install {namespace}/{name} ({chart} {version}): {_msg(exc)}"
-            ) from exc
+            raise HelmError(f"helm upgrade --install {namespace}/{name} ({chart} {version}): {_msg(exc)}") from exc
         state = await self.release(name, namespace)
         if state is None:
             raise HelmError(f"release {namespace}/{name} vanished right after install")
@@ -134,9 +111,7 @@ class HelmClient:
             else:
                 await self._client._command.rollback(state.name, None, namespace=state.namespace)
         except errors.Error as exc:
-            raise HelmError(
-                f"recovering pending release {state.namespace}/{state.name}: {_msg(exc)}"
-            ) from exc
+            raise HelmError(f"recovering pending release {state.namespace}/{state.name}: {_msg(exc)}") from exc
 
     async def uninstall(self, name: str, namespace: str) -> None:
         from pyhelm3 import errors

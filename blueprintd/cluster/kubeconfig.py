@@ -35,15 +35,11 @@ def parse_kubeconfig(raw: str | bytes) -> dict[str, Any]:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ClusterError(f"the kubeconfig is not valid YAML{where}") from None
     if not isinstance(data, dict) or not data.get("clusters") or not data.get("users"):
-        raise ClusterError(
-            "the kubeconfig has no clusters or no users: expected a kubeconfig file (kind: Config)"
-        )
+        raise ClusterError("the kubeconfig has no clusters or no users: expected a kubeconfig file (kind: Config)")
     return data
 
 
-def check_kubeconfig(
-    cfg: dict[str, Any], *, allow_exec: bool = False, allow_local_files: bool = False
-) -> None:
+def check_kubeconfig(cfg: dict[str, Any], *, allow_exec: bool = False, allow_local_files: bool = False) -> None:
     """Raise ``KubeconfigRefused`` naming every disallowed field of ``cfg``."""
     problems: list[str] = []
     for i, entry in enumerate(cfg.get("users") or []):

@@ -6,6 +6,10 @@ forever. This simulator watches Deployments, DaemonSets, StatefulSets and Jobs i
 clusters and writes the status a healthy cluster would report — DaemonSets count the nodes
 their nodeSelector matches, so a GPU DaemonSet on a CPU-only cluster schedules nothing.
 
+It also plays Gatekeeper's controller for ConstraintTemplates: the real one creates the
+constraint CRD (``<kind lowercased>.constraints.gatekeeper.sh``) named by each template, which
+a Helm chart cannot do, and blueprints apply their constraints against those CRDs.
+
 A workload annotated ``devfleet.blueprintd.io/unhealthy: "true"`` is left unready, so tests
 can make a health gate fail on purpose. It runs under its own identity
 (``devfleet:controllers``) so audit-log counts of the operator's writes stay exact.
@@ -28,6 +32,7 @@ _KINDS = (
     ("apps/v1", "DaemonSet"),
     ("apps/v1", "StatefulSet"),
     ("batch/v1", "Job"),
+    ("templates.gatekeeper.sh/v1", "ConstraintTemplate"),
 )
 
 
@@ -35,9 +40,7 @@ def _matches(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in (selector or {}).items())
 
 
-def desired_status(
-    kind: str, obj: dict[str, Any], node_labels: list[dict[str, str]]
-) -> dict[str, Any] | None:
+def desired_status(kind: str, obj: dict[str, Any], node_labels: list[dict[str, str]]) -> dict[str, Any] | None:
     """The status a healthy cluster would report for ``obj`` (None: leave it alone)."""
     meta = obj.get("metadata") or {}
     if (meta.get("annotations") or {}).get(UNHEALTHY) == "true":
@@ -136,7 +139,7 @@ class WorkloadSimulator:
                 nodes_res = dyn.resources.get(api_version="v1", kind="Node")
                 self._loop(dyn, res, nodes_res, kind)
             except Exception:  # the member API server may be stopped on purpose; retry
-                if self._stop.wait(1.0):
+                if self._stop.wait(3.0):
                     return
 
     def _loop(self, dyn: Any, res: Any, nodes_res: Any, kind: str) -> None:
@@ -144,15 +147,18 @@ class WorkloadSimulator:
             listed = res.get()
             node_labels = [dict(n.metadata.labels or {}) for n in nodes_res.get().items]
             for item in listed.items:
-                self._reconcile(res, kind, item.to_dict(), node_labels)
+                self._reconcile(dyn, res, kind, item.to_dict(), node_labels)
             rv = listed.metadata.resourceVersion
             for event in dyn.watch(res, resource_version=rv, timeout=5):
                 if self._stop.is_set():
                     return
                 if event["type"] in ("ADDED", "MODIFIED"):
-                    self._reconcile(res, kind, event["raw_object"], node_labels)
+                    self._reconcile(dyn, res, kind, event["raw_object"], node_labels)
 
-    def _reconcile(self, res: Any, kind: str, obj: dict[str, Any], node_labels: list[dict[str, str]]) -> None:
+    def _reconcile(self, dyn: Any, res: Any, kind: str, obj: dict[str, Any], node_labels: list[dict[str, str]]) -> None:
+        if kind == "ConstraintTemplate":
+            self._constraint_crd(dyn, res, obj)
+            return
         want = desired_status(kind, obj, node_labels)
         if want is None or not _needs(obj.get("status"), want):
             return
@@ -164,6 +170,54 @@ class WorkloadSimulator:
                 body={"status": want},
                 content_type="application/merge-patch+json",
             )
+
+    def _constraint_crd(self, dyn: Any, res: Any, template: dict[str, Any]) -> None:
+        kind = (((template.get("spec") or {}).get("crd") or {}).get("spec") or {}).get("names", {}).get("kind")
+        if not kind or (template.get("status") or {}).get("created"):
+            return
+        crd = constraint_crd(kind)
+        with contextlib.suppress(Exception):
+            crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+            crds.server_side_apply(
+                body=crd, name=crd["metadata"]["name"], field_manager="gatekeeper-simulator", force_conflicts=True
+            )
+            res.status.patch(
+                name=template["metadata"]["name"],
+                body={"status": {"created": True}},
+                content_type="application/merge-patch+json",
+            )
+
+
+def constraint_crd(kind: str) -> dict[str, Any]:
+    """The CRD Gatekeeper creates for a ConstraintTemplate's constraint kind."""
+    plural = kind.lower()
+    schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.constraints.gatekeeper.sh", "labels": {"gatekeeper.sh/constraint": "yes"}},
+        "spec": {
+            "group": "constraints.gatekeeper.sh",
+            "scope": "Cluster",
+            "names": {
+                "kind": kind,
+                "plural": plural,
+                "singular": plural,
+                "listKind": f"{kind}List",
+                "categories": ["constraint", "constraints"],
+            },
+            "versions": [
+                {
+                    "name": v,
+                    "served": True,
+                    "storage": v == "v1beta1",
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": schema, "status": schema}}},
+                    "subresources": {"status": {}},
+                }
+                for v in ("v1beta1", "v1alpha1", "v1")
+            ],
+        },
+    }
 
 
 def main(directory: str) -> None:

@@ -642,7 +642,8 @@ def test_kata_deploy_runtime_classes(helm: Path, helm_env: dict[str, str], tmp_p
     ds = find(objs, "DaemonSet", "kata-deploy")
     assert env_of(ds)["SHIMS"] == "qemu-nvidia-gpu qemu-nvidia-gpu-snp qemu-nvidia-gpu-tdx"
 
-    only_gpu = render(helm, helm_env, STANDINS / "kata-deploy", tmp_path, {"shims": ["qemu-nvidia-gpu"]})
+    only_gpu = render(helm, helm_env, STANDINS / "kata-deploy", tmp_path,
+                      {"shims": {"qemu-nvidia-gpu-snp": {"enabled": False}, "qemu-nvidia-gpu-tdx": {"enabled": False}}})
     assert names(only_gpu, "RuntimeClass") == {"kata-qemu-nvidia-gpu"}
 
 

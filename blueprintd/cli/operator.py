@@ -1,0 +1,72 @@
+"""``blueprintd operator``: run the fleet operator (in the management cluster or beside it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from blueprintd.operator.settings import OperatorSettings, parse_mirrors
+
+
+def operator_cmd(
+    namespace: Annotated[
+        str,
+        typer.Option(
+            "--namespace", "-n", envvar="BLUEPRINTD_NAMESPACE", help="Namespace holding Blueprints and MemberClusters."
+        ),
+    ] = "blueprintd-system",
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option("--kubeconfig", help="Management cluster kubeconfig (default: in-cluster, or $KUBECONFIG)."),
+    ] = None,
+    chart_mirror: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--chart-mirror",
+            envvar="BLUEPRINTD_CHART_MIRRORS",
+            help="UPSTREAM_REPO=MIRROR_URL; charts are fetched from the mirror (air-gapped sites). Repeatable.",
+        ),
+    ] = None,
+    helm: Annotated[Path | None, typer.Option("--helm", help="helm binary (default: the pinned one).")] = None,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port", envvar="BLUEPRINTD_METRICS_PORT", help="Serve Prometheus metrics on this port (0: off)."
+        ),
+    ] = 8080,
+    member_resync: Annotated[float, typer.Option("--member-resync", help="Seconds between member reconciles.")] = 10.0,
+    peering: Annotated[
+        str | None,
+        typer.Option(
+            "--peering", help="kopf peering name for several replicas (needs the peering CRDs); default: standalone."
+        ),
+    ] = None,
+) -> None:
+    """Run the blueprintd operator.
+
+    It captures each Blueprint version as a BlueprintRevision, rolls versions out to the
+    MemberClusters they select in waves, and keeps every member converged.
+
+    Example:
+
+      blueprintd operator --kubeconfig mgmt.kubeconfig -n blueprintd-system \\
+        --chart-mirror https://helm.ngc.nvidia.com/nvidia=http://127.0.0.1:8879
+    """
+    from blueprintd.operator.run import run
+
+    if helm is None:
+        from blueprintd.devfleet.binaries import ensure
+
+        helm = ensure().helm
+    settings = OperatorSettings(
+        namespace=namespace,
+        chart_mirrors=parse_mirrors(list(chart_mirror or [])),
+        helm=helm,
+        metrics_port=metrics_port,
+        member_resync_seconds=member_resync,
+        peering=peering,
+        kubeconfig=kubeconfig,
+    )
+    run(settings)

@@ -1,0 +1,143 @@
+"""The management cluster: where Blueprints, revisions, MemberClusters and reports live.
+
+All operator state is in these objects (never only in memory), so any replica can pick up
+where another stopped. Status writes go through ``patch_status``, which first compares with
+what is stored and makes no call when nothing changed: an idle fleet causes no writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from typing import Any
+
+from blueprintd.api import GROUP, VERSION
+from blueprintd.errors import ClusterError
+
+PLURALS = {
+    "Blueprint": "blueprints",
+    "BlueprintRevision": "blueprintrevisions",
+    "MemberCluster": "memberclusters",
+    "GitSource": "gitsources",
+    "DriftReport": "driftreports",
+}
+
+
+class ManagementStore:
+    """Typed reads and minimal writes of blueprintd objects in one namespace."""
+
+    def __init__(self, api_client: Any, namespace: str) -> None:
+        from kubernetes import client
+
+        self.api_client = api_client
+        self.namespace = namespace
+        self._custom = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+
+    async def list(self, kind: str) -> list[dict[str, Any]]:
+        res = await asyncio.to_thread(
+            self._custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURALS[kind]
+        )
+        return list(res.get("items", []))
+
+    async def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            obj: dict[str, Any] = await asyncio.to_thread(
+                self._custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURALS[kind], name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise ClusterError(f"reading {kind} {self.namespace}/{name}: {exc.reason}") from None
+        return obj
+
+    async def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        from kubernetes.client.rest import ApiException
+
+        body = dict(body, metadata=dict(body.get("metadata") or {}, namespace=self.namespace))
+        try:
+            obj: dict[str, Any] = await asyncio.to_thread(
+                self._custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURALS[kind], body
+            )
+        except ApiException as exc:
+            raise ClusterError(f"creating {kind} {body['metadata'].get('name')}: {_reason(exc)}") from None
+        return obj
+
+    async def patch_spec(self, kind: str, name: str, patch: dict[str, Any]) -> None:
+        await asyncio.to_thread(
+            self._custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURALS[kind], name, patch
+        )
+
+    async def patch_status(self, kind: str, obj: dict[str, Any], status: dict[str, Any]) -> bool:
+        """Merge ``status`` into the object's status if it differs; True when a write happened."""
+        current = obj.get("status") or {}
+        if all(_same(current.get(k), v) for k, v in status.items()):
+            return False
+        name = obj["metadata"]["name"]
+        await asyncio.to_thread(
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURALS[kind],
+            name,
+            {"status": status},
+        )
+        obj.setdefault("status", {}).update(status)
+        return True
+
+    async def secret_value(self, name: str, key: str, namespace: str | None = None) -> str:
+        from kubernetes.client.rest import ApiException
+
+        ns = namespace or self.namespace
+        try:
+            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, ns)
+        except ApiException as exc:
+            raise ClusterError(f"Secret {ns}/{name}: {exc.reason}") from None
+        data = (secret.data or {}).get(key)
+        if data is None:
+            raise ClusterError(f"Secret {ns}/{name} has no key {key!r}")
+        return base64.b64decode(data).decode()
+
+    async def event(self, obj: dict[str, Any], reason: str, message: str, type_: str = "Normal") -> None:
+        """A Kubernetes Event on ``obj`` (best effort: events must never fail a reconcile)."""
+        import datetime
+
+        from kubernetes.client.rest import ApiException
+
+        meta = obj["metadata"]
+        now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": self.namespace},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta["name"],
+                "namespace": self.namespace,
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": "blueprintd"},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        with contextlib.suppress(ApiException):
+            await asyncio.to_thread(self._core.create_namespaced_event, self.namespace, body)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _reason(exc: Any) -> str:
+    try:
+        return str(json.loads(exc.body).get("message") or exc.reason)
+    except (TypeError, ValueError):
+        return f"{exc.status} {exc.reason}"

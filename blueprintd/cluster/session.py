@@ -1,0 +1,186 @@
+"""One connection to one member cluster: the Kubernetes client, helm, and the reads/writes a
+reconcile needs, each a small method the reconciler composes.
+
+Reads (``observe``) fill the plain ``LiveState`` the pure planner consumes; writes
+(``execute_step`` …) carry out a ``ClusterPlan``. Blocking client calls run in worker
+threads so one slow member never stalls the operator's event loop for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blueprintd.cluster.helm import HelmClient, HelmError
+from blueprintd.cluster.kubeconfig import write_private
+from blueprintd.cluster.objects import ApplyError, ObjectClient, ObjectRef
+from blueprintd.cluster.readiness import CHECK_API, gated_refs, object_ready
+from blueprintd.errors import ClusterError
+from blueprintd.plan.inventory import Inventory, object_key
+from blueprintd.plan.live import LiveState
+from blueprintd.plan.planner import Action, StepPlan
+from blueprintd.render.desired import DesiredState, Step
+
+
+class StepFailed(ClusterError):
+    """An add-on could not be applied or did not become ready; later add-ons were not touched."""
+
+    def __init__(self, addon: str, message: str) -> None:
+        self.addon = addon
+        super().__init__(f"add-on {addon}: {message}")
+        self.detail = message
+
+
+@dataclass
+class MemberSession:
+    name: str
+    api_client: Any
+    kubeconfig_file: Path
+    helm_binary: Path
+
+    @classmethod
+    def open(cls, name: str, cfg: dict[str, Any], helm_binary: Path, workdir: Path) -> MemberSession:
+        from blueprintd.cluster.kubeconfig import api_client
+
+        return cls(name, api_client(cfg), write_private(cfg, workdir / name), helm_binary)
+
+    def close(self) -> None:
+        self.api_client.close()
+        self.kubeconfig_file.unlink(missing_ok=True)
+
+    @property
+    def objects(self) -> ObjectClient:
+        if not hasattr(self, "_objects"):
+            self._objects = ObjectClient(self.api_client)
+        return self._objects
+
+    @property
+    def helm(self) -> HelmClient:
+        if not hasattr(self, "_helm"):
+            self._helm = HelmClient(self.helm_binary, self.kubeconfig_file)
+        return self._helm
+
+    async def version(self) -> str:
+        from kubernetes import client
+
+        info = await asyncio.to_thread(client.VersionApi(self.api_client).get_code)
+        return str(info.git_version)
+
+    # --- observe ---------------------------------------------------------------------------
+
+    async def observe(self, desired: DesiredState | None, inventory: Inventory) -> LiveState:
+        """Read everything the plan compares: releases, objects, node labels (reads only)."""
+        live = LiveState()
+        releases = {(r.namespace, r.name) for r in inventory.releases}
+        keys: dict[str, dict[str, Any]] = {o.key: o.ref() for o in inventory.objects}
+        for step in desired.steps if desired else []:
+            if step.helm is not None:
+                releases.add((step.helm.namespace, step.helm.release_name))
+            for obj in step.manifests or []:
+                keys[object_key(obj)] = obj
+        for ns, name in sorted(releases):
+            live.releases[(ns, name)] = await self.helm.release(name, ns)
+        for key, obj in sorted(keys.items()):
+            live.objects[key] = await asyncio.to_thread(self._get_or_none, obj)
+        nodes = await asyncio.to_thread(self.objects.list_nodes)
+        live.node_labels = {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {}) for n in nodes}
+        return live
+
+    def _get_or_none(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return self.objects.get(ObjectRef.of(obj))
+        except ApplyError:
+            return None  # its kind is not served (yet): the object does not exist
+
+    # --- act -----------------------------------------------------------------------------------
+
+    async def execute_step(self, step: Step, plan: StepPlan, timeout_default: float = 300.0) -> None:
+        """Apply one add-on's actions, then wait until the add-on is ready."""
+        try:
+            if step.namespace and not plan.empty:
+                await asyncio.to_thread(self.objects.ensure_namespace, step.namespace)
+            for action in plan.actions:
+                await self._act(step, action)
+        except (HelmError, ApplyError) as exc:
+            raise StepFailed(step.addon, str(exc)) from exc
+        timeout = float(step.readiness.timeout_seconds) if step.readiness else timeout_default
+        await self.wait_ready(step, timeout)
+
+    async def _act(self, step: Step, action: Action) -> None:
+        if action.kind in ("helm-install", "helm-upgrade"):
+            h = step.helm
+            assert h is not None
+            await self.helm.install_or_upgrade(h.release_name, h.namespace, h.repo, h.chart, h.version, h.values)
+        elif action.kind == "apply":
+            assert action.object is not None
+            await asyncio.to_thread(self._apply_with_retry, action.object)
+
+    def _apply_with_retry(self, obj: dict[str, Any], attempts: int = 20) -> None:
+        # A CRD installed by the previous add-on can take a moment to be served.
+        for i in range(attempts):
+            try:
+                self.objects.apply(obj)
+                return
+            except ApplyError as exc:
+                if "does not serve" not in str(exc) or i == attempts - 1:
+                    raise
+                time.sleep(0.25)
+
+    async def wait_ready(self, step: Step, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        reason = ""
+        while True:
+            ok, reason = await self.step_ready(step)
+            if ok:
+                return
+            if time.monotonic() > deadline:
+                raise StepFailed(step.addon, f"not ready after {timeout:.0f}s: {reason}")
+            await asyncio.sleep(0.5)
+
+    async def step_ready(self, step: Step) -> tuple[bool, str]:
+        """Readiness of one add-on now: release deployed, rendered workloads ready, checks pass."""
+        refs: list[dict[str, Any]] = []
+        if step.helm is not None:
+            rel = await self.helm.release(step.helm.release_name, step.helm.namespace)
+            if rel is None or rel.status != "deployed":
+                return False, f"release {step.helm.release_name} is {rel.status if rel else 'not installed'}"
+            rendered = await self.helm.manifest(step.helm.release_name, step.helm.namespace)
+            for o in gated_refs(rendered):
+                o.setdefault("metadata", {}).setdefault("namespace", step.helm.namespace)
+                if o["kind"] == "CustomResourceDefinition":
+                    o["metadata"].pop("namespace", None)
+                refs.append(o)
+        refs += gated_refs(list(step.manifests or []))
+        for check in step.readiness.checks if step.readiness else []:
+            api_version, kind = CHECK_API[check.kind]
+            meta: dict[str, Any] = {"name": check.name}
+            if kind != "CustomResourceDefinition":
+                meta["namespace"] = check.namespace or step.namespace or "default"
+            refs.append({"apiVersion": api_version, "kind": kind, "metadata": meta})
+        for ref in refs:
+            live = await asyncio.to_thread(self._get_or_none, ref)
+            ok, why = object_ready(live)
+            if not ok:
+                return False, why
+        return True, "ready"
+
+    async def prune(self, action: Action) -> None:
+        try:
+            if action.kind == "delete-object" and action.object is not None:
+                await asyncio.to_thread(self.objects.delete, ObjectRef.of(action.object))
+            elif action.kind == "helm-uninstall":
+                ns, name = action.target.removeprefix("HelmRelease ").split("/", 1)
+                await self.helm.uninstall(name, ns)
+        except (HelmError, ApplyError) as exc:
+            raise StepFailed(action.addon or "prune", str(exc)) from exc
+
+    async def label_nodes(self, action: Action) -> None:
+        assert action.labels is not None
+        node = action.target.removeprefix("Node ")
+        try:
+            await asyncio.to_thread(self.objects.label_node, node, action.labels)
+        except ApplyError as exc:
+            raise StepFailed("node-labels", str(exc)) from exc

@@ -1,0 +1,20 @@
+"""Prometheus metrics the operator exports on its metrics port."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter("blueprintd_reconciles_total", "Reconciles by object kind and result.", ["kind", "result"])
+RECONCILE_SECONDS = Histogram(
+    "blueprintd_reconcile_duration_seconds",
+    "Time one reconcile took.",
+    ["kind"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+MEMBER_WRITES = Counter("blueprintd_member_writes_total", "Write calls made to member clusters.", ["cluster"])
+CLUSTERS = Gauge("blueprintd_member_clusters", "Member clusters by state.", ["state"])
+ROLLOUT_PHASE = Gauge(
+    "blueprintd_rollout_phase",
+    "Rollout phase per Blueprint: 0 Progressing, 1 Paused, 2 Complete, 3 Failed, 4 RolledBack.",
+    ["blueprint"],
+)

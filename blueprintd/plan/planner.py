@@ -1,0 +1,209 @@
+"""Plan: DesiredState + what the cluster has now → the actions a reconcile must take.
+
+Pure: the live side arrives as plain data (``LiveState``), read beforehand by the cluster
+adapters. An empty plan is the proof a reconcile has nothing to do, and then the apply layer
+makes no write call at all. Actions are grouped per add-on step in ``dependsOn`` order, so
+the apply layer can stop at the first failing step and leave later add-ons untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from blueprintd.api.base import ApiModel
+from blueprintd.plan.compare import FieldDiff, diff_owned
+from blueprintd.plan.inventory import Inventory, InventoryObject, InventoryRelease, object_key
+from blueprintd.plan.live import LiveState, ReleaseState
+from blueprintd.render.desired import DesiredState, Step
+
+ActionKind = Literal[
+    "helm-install", "helm-upgrade", "apply", "delete-object", "helm-uninstall", "label-nodes"
+]
+
+
+class Action(ApiModel):
+    """One write a reconcile will make, with the reason a user sees in ``blueprintd plan``."""
+
+    kind: ActionKind
+    addon: str = ""
+    target: str = ""  # "HelmRelease ns/name", "Deployment ns/name", "Node name"
+    reason: str = ""
+    object: dict[str, Any] | None = None  # for apply
+    labels: dict[str, str | None] | None = None  # for label-nodes
+
+
+class StepPlan(ApiModel):
+    addon: str
+    actions: list[Action] = []
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions
+
+
+class ClusterPlan(ApiModel):
+    """Everything a reconcile of one cluster to one DesiredState must do, in order."""
+
+    cluster: str
+    blueprint: str
+    version: str
+    steps: list[StepPlan] = []
+    node_labels: list[Action] = []
+    prune: list[Action] = []
+
+    @property
+    def empty(self) -> bool:
+        return all(s.empty for s in self.steps) and not self.node_labels and not self.prune
+
+    def actions(self) -> list[Action]:
+        return [a for s in self.steps for a in s.actions] + self.node_labels + self.prune
+
+
+def desired_objects(step: Step) -> list[dict[str, Any]]:
+    return list(step.manifests or [])
+
+
+def _release_reason(step: Step, live: ReleaseState | None) -> str | None:
+    """Why a Helm step needs install/upgrade; None when the release already matches."""
+    helm = step.helm
+    assert helm is not None
+    if live is None:
+        return "release not installed"
+    if live.status != "deployed":
+        return f"release is {live.status}"
+    if live.chart != helm.chart or live.version != helm.version:
+        return f"chart {live.chart} {live.version} -> {helm.chart} {helm.version}"
+    diffs = diff_owned(helm.values, live.values)
+    extra = _extra_values(helm.values, live.values)
+    if diffs or extra:
+        paths = [d.path for d in diffs] + extra
+        return "values differ at " + ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
+    return None
+
+
+def _extra_values(desired: Any, live: Any, base: str = "") -> list[str]:
+    """Values set on the release that the blueprint does not set (someone added them)."""
+    if not isinstance(desired, dict) or not isinstance(live, dict):
+        return []
+    out: list[str] = []
+    for key in sorted(live):
+        path = f"{base}.{key}" if base else key
+        if key not in desired:
+            out.append(path)
+        else:
+            out.extend(_extra_values(desired[key], live[key], path))
+    return out
+
+
+def object_diffs(step: Step, obj: dict[str, Any], live: dict[str, Any] | None) -> list[FieldDiff]:
+    """Owned-field differences of one manifest, honouring the step's drift ignore rules."""
+    kind = obj.get("kind", "")
+    name = (obj.get("metadata") or {}).get("name", "")
+    ignore: list[str] = []
+    for rule in step.drift.ignore:
+        if (rule.kind in (None, kind)) and (rule.name in (None, name)):
+            ignore.extend(rule.paths)
+    if live is None:
+        return [FieldDiff(".", obj, None, missing=True)]
+    return diff_owned(obj, live, tuple(ignore))
+
+
+def plan_cluster(desired: DesiredState, live: LiveState, inventory: Inventory) -> ClusterPlan:
+    """The actions that take the cluster from ``live`` to ``desired``.
+
+    ``inventory`` is what blueprintd applied for this Blueprint before (kept in the
+    MemberCluster status): anything in it that ``desired`` no longer has is pruned, objects
+    before releases, in reverse install order.
+    """
+    plan = ClusterPlan(cluster=desired.cluster, blueprint=desired.blueprint, version=desired.version)
+    wanted_objects: set[str] = set()
+    wanted_releases: set[tuple[str, str]] = set()
+    for step in desired.steps:
+        sp = StepPlan(addon=step.addon)
+        if step.helm is not None:
+            key = (step.helm.namespace, step.helm.release_name)
+            wanted_releases.add(key)
+            current = live.releases.get(key)
+            reason = _release_reason(step, current)
+            if reason:
+                sp.actions.append(
+                    Action(
+                        kind="helm-install" if current is None else "helm-upgrade",
+                        addon=step.addon,
+                        target=f"HelmRelease {key[0]}/{key[1]}",
+                        reason=reason,
+                    )
+                )
+        for obj in desired_objects(step):
+            k = object_key(obj)
+            wanted_objects.add(k)
+            diffs = object_diffs(step, obj, live.objects.get(k))
+            if diffs:
+                first = (
+                    "object missing"
+                    if diffs[0].missing and diffs[0].path == "."
+                    else ("fields differ: " + ", ".join(d.path for d in diffs[:5]))
+                )
+                sp.actions.append(Action(kind="apply", addon=step.addon, target=k, reason=first, object=obj))
+        plan.steps.append(sp)
+    plan.node_labels = _label_actions(desired, live, inventory)
+    order = {s.addon: i for i, s in enumerate(desired.steps)}
+    stale_objects: list[InventoryObject] = [o for o in inventory.objects if o.key not in wanted_objects]
+    stale_objects.sort(key=lambda o: (-order.get(o.addon, -1), o.key))
+    for o in stale_objects:
+        plan.prune.append(
+            Action(
+                kind="delete-object",
+                addon=o.addon,
+                target=o.key,
+                reason="no longer in the blueprint",
+                object=o.ref(),
+            )
+        )
+    stale_releases: list[InventoryRelease] = [
+        r for r in inventory.releases if (r.namespace, r.name) not in wanted_releases
+    ]
+    stale_releases.sort(key=lambda r: (-order.get(r.addon, -1), r.namespace, r.name))
+    for r in stale_releases:
+        plan.prune.append(
+            Action(
+                kind="helm-uninstall",
+                addon=r.addon,
+                target=f"HelmRelease {r.namespace}/{r.name}",
+                reason="no longer in the blueprint",
+            )
+        )
+    return plan
+
+
+def wanted_node_labels(desired: DesiredState) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for group in desired.node_labels:
+        for node in group.nodes:
+            out.setdefault(node, {}).update(group.labels)
+    return out
+
+
+def _label_actions(desired: DesiredState, live: LiveState, inventory: Inventory) -> list[Action]:
+    wanted = wanted_node_labels(desired)
+    managed = set(inventory.node_label_keys) | {k for labels in wanted.values() for k in labels}
+    actions: list[Action] = []
+    for node in sorted(set(wanted) | set(live.node_labels)):
+        if node not in live.node_labels:
+            continue  # the node is gone; nothing to label
+        have = live.node_labels[node]
+        want = wanted.get(node, {})
+        patch: dict[str, str | None] = {k: v for k, v in sorted(want.items()) if have.get(k) != v}
+        for key in sorted(managed - set(want)):
+            if key in have and key in inventory.node_label_keys:
+                patch[key] = None
+        if patch:
+            actions.append(
+                Action(
+                    kind="label-nodes",
+                    target=f"Node {node}",
+                    labels=patch,
+                    reason="labels " + ", ".join(f"{k}={v}" for k, v in patch.items()),
+                )
+            )
+    return actions
