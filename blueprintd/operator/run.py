@@ -30,7 +30,10 @@ def management_client(kubeconfig: str | None) -> Any:
 
 def run(settings: OperatorSettings) -> None:
     kubeconfig = settings.kubeconfig
-    logging.basicConfig(level=logging.DEBUG if os.environ.get("BLUEPRINTD_DEBUG") else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if os.environ.get("BLUEPRINTD_DEBUG") else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # helm's and kopf's per-call chatter would bury what the operator decides.
     logging.getLogger("pyhelm3").setLevel(logging.ERROR)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
