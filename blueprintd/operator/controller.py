@@ -329,6 +329,8 @@ class Controller:
                 last_error = prev.get("message", "")
                 continue
             result, err = await self._reconcile_blueprint(session, bp_name, version, facts, mc, prev)
+            if result is not None and result.writes:
+                metrics.MEMBER_WRITES.labels(cluster=name).inc(result.writes)
             entry = _progress_entry(bp_name, version, result, err, prev)
             progress[bp_name] = entry
             if result is not None:
@@ -387,6 +389,7 @@ class Controller:
             ),
         }
         await self.store.patch_status("MemberCluster", mc, new_status)
+        metrics.CLUSTER_READY.labels(cluster=name).set(1 if all_ready and not last_error else 0)
         metrics.RECONCILES.labels(kind="MemberCluster", result="ok" if not last_error else "failed").inc()
         metrics.RECONCILE_SECONDS.labels(kind="MemberCluster").observe(time.monotonic() - started)
 

@@ -12,7 +12,9 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 MEMBER_WRITES = Counter("blueprintd_member_writes_total", "Write calls made to member clusters.", ["cluster"])
-CLUSTERS = Gauge("blueprintd_member_clusters", "Member clusters by state.", ["state"])
+CLUSTER_READY = Gauge(
+    "blueprintd_member_cluster_ready", "1 when the member cluster is reachable and converged, else 0.", ["cluster"]
+)
 ROLLOUT_PHASE = Gauge(
     "blueprintd_rollout_phase",
     "Rollout phase per Blueprint: 0 Progressing, 1 Paused, 2 Complete, 3 Failed, 4 RolledBack.",
