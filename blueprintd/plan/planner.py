@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from blueprintd.api.base import ApiModel
 from blueprintd.plan.compare import FieldDiff, diff_owned
-from blueprintd.plan.inventory import Inventory, InventoryObject, InventoryRelease, object_key
+from blueprintd.plan.inventory import Inventory, object_key
 from blueprintd.plan.live import LiveState, ReleaseState
 from blueprintd.render.desired import DesiredState, Step
 
@@ -147,32 +147,20 @@ def plan_cluster(desired: DesiredState, live: LiveState, inventory: Inventory) -
                 sp.actions.append(Action(kind="apply", addon=step.addon, target=k, reason=first, object=obj))
         plan.steps.append(sp)
     plan.node_labels = _label_actions(desired, live, inventory)
-    order = {s.addon: i for i, s in enumerate(desired.steps)}
-    stale_objects: list[InventoryObject] = [o for o in inventory.objects if o.key not in wanted_objects]
-    stale_objects.sort(key=lambda o: (-order.get(o.addon, -1), o.key))
-    for o in stale_objects:
-        plan.prune.append(
-            Action(
-                kind="delete-object",
-                addon=o.addon,
-                target=o.key,
-                reason="no longer in the blueprint",
-                object=o.ref(),
+    # Inventory entries are in install order: prune in reverse, objects before releases, so
+    # nothing is deleted while something installed after it still depends on it.
+    for o in reversed(inventory.objects):
+        if o.key not in wanted_objects:
+            plan.prune.append(
+                Action(kind="delete-object", addon=o.addon, target=o.key, reason="no longer in the blueprint",
+                       object=o.ref())
             )
-        )
-    stale_releases: list[InventoryRelease] = [
-        r for r in inventory.releases if (r.namespace, r.name) not in wanted_releases
-    ]
-    stale_releases.sort(key=lambda r: (-order.get(r.addon, -1), r.namespace, r.name))
-    for r in stale_releases:
-        plan.prune.append(
-            Action(
-                kind="helm-uninstall",
-                addon=r.addon,
-                target=f"HelmRelease {r.namespace}/{r.name}",
-                reason="no longer in the blueprint",
+    for r in reversed(inventory.releases):
+        if (r.namespace, r.name) not in wanted_releases:
+            plan.prune.append(
+                Action(kind="helm-uninstall", addon=r.addon, target=f"HelmRelease {r.namespace}/{r.name}",
+                       reason="no longer in the blueprint")
             )
-        )
     return plan
 
 

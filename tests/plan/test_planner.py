@@ -1,0 +1,119 @@
+"""Planning is pure: DesiredState + live state + inventory → the writes a reconcile must make."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from blueprintd.plan.compare import diff_owned
+from blueprintd.plan.inventory import Inventory, inventory_of, object_key
+from blueprintd.plan.live import LiveState, ReleaseState
+from blueprintd.plan.planner import plan_cluster
+from blueprintd.render.desired import DesiredState
+
+CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "ops"},
+      "data": {"mode": "mig"}}
+DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "ops"},
+          "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c", "image": "nginx:1"}]}}}}
+
+
+def desired(**extra: Any) -> DesiredState:
+    data: dict[str, Any] = {
+        "blueprint": "bp", "version": "1.0.0", "revision": "sha256:x", "cluster": "c1",
+        "steps": [
+            {"addon": "kai", "namespace": "kai-scheduler",
+             "helm": {"releaseName": "kai", "namespace": "kai-scheduler", "repo": "http://mirror", "chart": "kai",
+                      "version": "1.0.0", "values": {"global": {"gpuSharing": True}}}},
+            {"addon": "settings", "namespace": "ops", "dependsOn": ["kai"], "manifests": [CM, DEPLOY],
+             "drift": {"mode": "remediate", "ignore": [{"kind": "Deployment", "paths": ["spec.replicas"]}]}},
+        ],
+        "nodeLabels": [{"pool": "h100", "nodes": ["n1"], "labels": {"nvidia.com/mig.config": "all-1g.10gb"}}],
+    }
+    data.update(extra)
+    return DesiredState.model_validate(data)
+
+
+def converged_live(state: DesiredState) -> LiveState:
+    live = LiveState()
+    live.releases[("kai-scheduler", "kai")] = ReleaseState("kai", "kai-scheduler", "kai", "1.0.0", "deployed", 1,
+                                                           {"global": {"gpuSharing": True}})
+    for obj in copy.deepcopy((CM, DEPLOY)):
+        server = {**obj, "metadata": {**obj["metadata"], "uid": "u", "resourceVersion": "7",
+                                      "managedFields": [{"manager": "blueprintd"}]}, "status": {"ready": True}}
+        live.objects[object_key(obj)] = server
+    live.node_labels = {"n1": {"nvidia.com/mig.config": "all-1g.10gb", "kubernetes.io/os": "linux"},
+                        "n2": {"kubernetes.io/os": "linux"}}
+    return live
+
+
+def test_a_converged_cluster_plans_nothing() -> None:
+    state = desired()
+    plan = plan_cluster(state, converged_live(state), inventory_of(state))
+    assert plan.empty, plan.actions()
+
+
+def test_first_install_plans_every_step_in_order_and_labels_nodes() -> None:
+    state = desired()
+    live = LiveState(node_labels={"n1": {}})
+    plan = plan_cluster(state, live, Inventory(blueprint="bp"))
+    assert [(s.addon, [a.kind for a in s.actions]) for s in plan.steps] == [
+        ("kai", ["helm-install"]), ("settings", ["apply", "apply"])]
+    assert [(a.target, a.labels) for a in plan.node_labels] == [("Node n1", {"nvidia.com/mig.config": "all-1g.10gb"})]
+
+
+def test_changed_values_chart_version_or_failed_release_upgrade() -> None:
+    state = desired()
+    for release, reason in [
+        (ReleaseState("kai", "kai-scheduler", "kai", "1.0.0", "deployed", 3, {"global": {"gpuSharing": False}}),
+         "values differ at global.gpuSharing"),
+        (ReleaseState("kai", "kai-scheduler", "kai", "0.9.0", "deployed", 3, {"global": {"gpuSharing": True}}),
+         "chart kai 0.9.0 -> kai 1.0.0"),
+        (ReleaseState("kai", "kai-scheduler", "kai", "1.0.0", "failed", 3, {"global": {"gpuSharing": True}}),
+         "release is failed"),
+        (ReleaseState("kai", "kai-scheduler", "kai", "1.0.0", "deployed", 3,
+                      {"global": {"gpuSharing": True}, "extra": 1}), "values differ at extra"),
+    ]:
+        live = converged_live(state)
+        live.releases[("kai-scheduler", "kai")] = release
+        actions = plan_cluster(state, live, inventory_of(state)).actions()
+        assert [(a.kind, a.reason) for a in actions] == [("helm-upgrade", reason)]
+
+
+def test_only_owned_fields_count_and_ignored_paths_are_skipped() -> None:
+    state = desired()
+    live = converged_live(state)
+    dep = live.objects[object_key(DEPLOY)]
+    assert dep is not None
+    dep["spec"] = {**dep["spec"], "replicas": 5, "strategy": {"type": "RollingUpdate"}}  # autoscaler + defaults
+    assert plan_cluster(state, live, inventory_of(state)).empty
+    dep["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
+    actions = plan_cluster(state, live, inventory_of(state)).actions()
+    assert [(a.kind, a.reason) for a in actions] == [
+        ("apply", "fields differ: spec.template.spec.containers[0].image")]
+
+
+def test_removed_objects_releases_and_labels_are_pruned_in_reverse_order() -> None:
+    old = desired()
+    new = desired(steps=[old.steps[0].model_dump(by_alias=True)], nodeLabels=[])
+    live = converged_live(old)
+    plan = plan_cluster(new, live, inventory_of(old))
+    assert [(a.kind, a.target) for a in plan.prune] == [
+        ("delete-object", object_key(DEPLOY)), ("delete-object", object_key(CM))]
+    assert [(a.target, a.labels) for a in plan.node_labels] == [("Node n1", {"nvidia.com/mig.config": None})]
+    gone = desired(steps=[], nodeLabels=[])
+    kinds = [a.kind for a in plan_cluster(gone, live, inventory_of(old)).prune]
+    assert kinds == ["delete-object", "delete-object", "helm-uninstall"]
+
+
+def test_labels_blueprintd_never_set_are_left_alone() -> None:
+    state = desired(nodeLabels=[])
+    live = converged_live(desired())
+    live.node_labels["n2"]["nvidia.com/mig.config"] = "set-by-someone-else"
+    plan = plan_cluster(state, live, Inventory(blueprint="bp"))
+    assert plan.node_labels == []
+
+
+def test_owned_field_comparison_treats_numbers_and_strings_alike() -> None:
+    assert diff_owned({"port": 9400, "x": {}}, {"port": "9400"}) == []
+    assert [d.path for d in diff_owned({"a": [1, 2]}, {"a": [1]})] == ["a"]
+    assert [d.path for d in diff_owned({"flag": True}, {"flag": "true"})] == ["flag"]
