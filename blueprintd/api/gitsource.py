@@ -7,10 +7,11 @@ records the commit on each Blueprint.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import _rule, _x
@@ -42,23 +43,87 @@ class GitRef(ApiModel):
         return self
 
 
+# Credentials belong in the Secret named by secretRef, never in the URL: the GitSource is
+# readable by everyone who can list it, and URLs end up in logs, events and annotations.
+_URL_WITH_PASSWORD = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@"
+# The path is confined to the repository: no absolute paths, no '..' segments.
+_PATH_ESCAPES = r"(^/|(^|/)[.][.](/|$))"
+
+
 class GitSourceSpec(ApiModel):
     """Which repository, ref and folder hold Blueprints."""
 
-    url: str = Field(description="Repository URL (https:// or ssh).", max_length=1024)
+    model_config = ConfigDict(
+        json_schema_extra=_x(
+            validations=[
+                _rule(
+                    f"!self.url.matches('{_URL_WITH_PASSWORD}')",
+                    "do not put credentials in the URL: reference a Secret with secretRef",
+                ),
+                _rule(
+                    f"!has(self.path) || !self.path.matches('{_PATH_ESCAPES}')",
+                    "path must be relative to the repository root and must not contain '..'",
+                ),
+            ]
+        )
+    )
+
+    url: str = Field(
+        description=(
+            "Repository URL: https://host/org/repo.git or ssh://git@host/org/repo.git (or git@host:org/repo.git). "
+            "Credentials go in the Secret named by secretRef, never in the URL."
+        ),
+        max_length=1024,
+    )
     ref: GitRef = Field(description="Branch, tag or commit.")
-    path: str = Field(default=".", description="Folder in the repository holding Blueprint YAML.", max_length=1024)
+    path: str = Field(
+        default=".",
+        description=(
+            "Folder (searched recursively for *.yaml and *.yml), single file, or glob such as "
+            "blueprints/*/blueprint.yaml ('**' matches any depth), relative to the repository root."
+        ),
+        max_length=1024,
+    )
     interval: str = Field(
         default="5m",
         description="How often to poll, as a duration such as 30s, 5m or 1h.",
         pattern=r"^([0-9]+(s|m|h))+$",
     )
     secret_ref: LocalObjectReference | None = Field(
-        default=None, description="Secret with credentials (username/password or identity for ssh)."
+        default=None,
+        description=(
+            "Secret in the GitSource's namespace with credentials: username and password (an HTTPS token), or "
+            "identity (an SSH private key) and known_hosts; optionally ca.crt for a private HTTPS CA."
+        ),
     )
     prune_policy: Literal["keep", "delete"] = Field(
-        default="keep", description="When a Blueprint disappears from git: keep it, or delete it."
+        default="keep",
+        description=(
+            "When a Blueprint disappears from git: keep it (listed in status.orphanedBlueprints), or delete the "
+            "Blueprint object (its BlueprintRevisions stay)."
+        ),
     )
+    webhook_secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description=(
+            "Secret in the GitSource's namespace whose key 'token' is the shared secret of push webhooks "
+            "(POST /hooks/<name>, X-Hub-Signature-256). Without it, webhooks for this source are refused."
+        ),
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        if re.match(_URL_WITH_PASSWORD, value):
+            raise ValueError("do not put credentials in the URL: reference a Secret with secretRef")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _confined(cls, value: str) -> str:
+        if re.search(_PATH_ESCAPES, value):
+            raise ValueError("path must be relative to the repository root and must not contain '..'")
+        return value
 
 
 class SyncError(ApiModel):
@@ -73,11 +138,29 @@ class GitSourceStatus(ApiModel):
     """Sync progress."""
 
     observed_generation: int | None = Field(default=None, description="metadata.generation last processed.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Synced.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Fetched (the ref was fetched) and Ready (its commit is applied)."
+    )
     last_applied_commit: str = Field(default="", description="Commit whose Blueprints are applied.")
-    last_sync_time: datetime | None = Field(default=None, description="When the last sync attempt finished.")
+    last_fetched_commit: str = Field(
+        default="", description="Commit the ref pointed at when last fetched (applied or refused)."
+    )
+    last_sync_time: datetime | None = Field(
+        default=None,
+        description=(
+            "When a sync last changed this status (a new commit, an error, a fix); a poll that finds "
+            "nothing new writes nothing."
+        ),
+    )
     last_error: SyncError | None = Field(default=None, description="Why the last sync was refused, if it was.")
+    errors: list[SyncError] = Field(
+        default_factory=list, description="Every problem of the refused commit (the first 20).", max_length=20
+    )
     blueprints: list[str] = Field(default_factory=list, description="Blueprints synced from this source.")
+    orphaned_blueprints: list[str] = Field(
+        default_factory=list,
+        description="Blueprints this source created that are no longer in git, kept because prunePolicy is keep.",
+    )
 
 
 class GitSource(ApiModel):

@@ -45,6 +45,9 @@ from blueprintd.cli.fleetview import rollback_cmd, rollout_app, status_cmd  # no
 app.command("status")(status_cmd)
 app.command("rollback")(rollback_cmd)
 app.add_typer(rollout_app, name="rollout")
+from blueprintd.cli.git import git_app  # noqa: E402  (blueprintd git status)
+
+app.add_typer(git_app, name="git")
 # --- end COMMANDS ---
 
 

@@ -37,6 +37,14 @@ def operator_cmd(
         ),
     ] = 8080,
     member_resync: Annotated[float, typer.Option("--member-resync", help="Seconds between member reconciles.")] = 10.0,
+    webhook_port: Annotated[
+        int,
+        typer.Option(
+            "--webhook-port",
+            envvar="BLUEPRINTD_WEBHOOK_PORT",
+            help="Serve GitSource push webhooks (POST /hooks/<name>) on this port (0: off).",
+        ),
+    ] = 0,
     peering: Annotated[
         str | None,
         typer.Option(
@@ -66,6 +74,7 @@ def operator_cmd(
         helm=helm,
         metrics_port=metrics_port,
         member_resync_seconds=member_resync,
+        webhook_port=webhook_port,
         peering=peering,
         kubeconfig=kubeconfig,
     )

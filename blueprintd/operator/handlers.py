@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from blueprintd.api import GROUP, VERSION
+from blueprintd.gitsource.controller import TICK_SECONDS, GitSourceRunner, gitsource_timer
 from blueprintd.operator.controller import Controller
 from blueprintd.operator.settings import OperatorSettings
 
@@ -70,3 +71,15 @@ def register(registry: kopf.OperatorRegistry, controller: Controller, settings: 
     @kopf.on.delete(GROUP, VERSION, "memberclusters", registry=registry, optional=True)
     def forget(name: str, **_: Any) -> None:
         controller.forget(name)
+
+    # GitSources: a short fixed tick; the runner syncs each source when its spec.interval is
+    # due, its spec changed, or a push webhook asked for it.
+    gitsources = GitSourceRunner.from_settings(controller.store, settings)
+
+    @kopf.timer(GROUP, VERSION, "gitsources", interval=TICK_SECONDS, registry=registry)
+    async def gitsource(body: kopf.Body, **_: Any) -> None:
+        await gitsource_timer(gitsources, _plain(body))
+
+    @kopf.on.startup(registry=registry)
+    async def gitsource_webhooks(**_: Any) -> None:
+        await gitsources.start_webhook()  # no-op unless --webhook-port is set

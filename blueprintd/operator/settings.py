@@ -32,6 +32,7 @@ class OperatorSettings:
     rollout_resync_seconds: float = 2.0
     failure_retry_seconds: float = 30.0
     metrics_port: int = 0  # 0: no metrics endpoint
+    webhook_port: int = 0  # 0: no GitSource push-webhook receiver
     peering: str | None = None  # kopf peering name for HA; None: standalone
     kubeconfig: str | None = None  # management cluster; None: in-cluster credentials
 
