@@ -89,9 +89,7 @@ def test_crd_and_custom_object_in_a_member(member: ClusterHandle, member_namespa
 
     wait_for(established, what="CRD established")
     dyn.resources.invalidate_cache()
-    widgets = wait_for(
-        lambda: _resource(dyn, "example.blueprintd.io/v1", "Widget"), what="Widget discoverable"
-    )
+    widgets = wait_for(lambda: _resource(dyn, "example.blueprintd.io/v1", "Widget"), what="Widget discoverable")
     widgets.create(
         body={
             "apiVersion": "example.blueprintd.io/v1",
@@ -143,9 +141,7 @@ def test_server_side_apply_records_field_manager(member: ClusterHandle, member_n
     # A second manager changing the same field conflicts unless it forces.
     other = dict(body, data={"mig": "all-disabled"})
     with pytest.raises(ApiException) as exc:
-        cms.server_side_apply(
-            body=other, name="cfg", namespace=member_namespace, field_manager="someone-else"
-        )
+        cms.server_side_apply(body=other, name="cfg", namespace=member_namespace, field_manager="someone-else")
     assert exc.value.status == 409
 
 
@@ -188,9 +184,7 @@ def test_helm_install_from_local_repo_through_pyhelm3(
     async def scenario() -> tuple[list[dict[str, object]], str]:
         c = Client(executable=str(helm), kubeconfig=member.kubeconfig)
         chart = await c.get_chart("kai-scheduler", repo=chart_repo)
-        rev = await c.install_or_upgrade_release(
-            release, chart, {}, namespace=ns, create_namespace=True, wait=False
-        )
+        rev = await c.install_or_upgrade_release(release, chart, {}, namespace=ns, create_namespace=True, wait=False)
         resources = list(await rev.resources())
         manifest = subprocess.run(
             [str(helm), "get", "manifest", release, "-n", ns, "--kubeconfig", str(member.kubeconfig)],
@@ -206,9 +200,7 @@ def test_helm_install_from_local_repo_through_pyhelm3(
     assert "Deployment" in kinds
     assert any(d.get("kind") == "Deployment" for d in yaml.safe_load_all(manifest) if d)
     apps = client.AppsV1Api(member.api_client())
-    wait_for(
-        lambda: not apps.list_namespaced_deployment(ns).items, what="release objects removed on uninstall"
-    )
+    wait_for(lambda: not apps.list_namespaced_deployment(ns).items, what="release objects removed on uninstall")
 
 
 def test_audit_log_counts_writes_per_user(fleet: Fleet, member: ClusterHandle, member_namespace: str) -> None:
@@ -248,9 +240,7 @@ def test_audit_log_counts_writes_per_user(fleet: Fleet, member: ClusterHandle, m
         ),
         what="alice's writes audited",
     )
-    assert [(w.verb, w.resource, w.name) for w in writes] == [
-        ("create", "configmaps", f"a{i}") for i in range(3)
-    ]
+    assert [(w.verb, w.resource, w.name) for w in writes] == [("create", "configmaps", f"a{i}") for i in range(3)]
     assert not member.audit.writes(mark, user=ADMIN_USER + "-nobody")
 
 
@@ -263,6 +253,13 @@ def test_dev_cli_up_status_down_leaves_nothing_running(tmp_path: Path, kube_bina
         text=True,
         timeout=180,
     )
+    try:
+        _check_dev_cli(d, cli, up, kube_binaries)
+    finally:
+        subprocess.run([*cli, "down", "--dir", str(d)], capture_output=True, timeout=60)  # whatever failed
+
+
+def _check_dev_cli(d: Path, cli: list[str], up: subprocess.CompletedProcess[str], kube_binaries: object) -> None:
     assert up.returncode == 0, up.stderr
     fleet = Fleet.load(d)
     running = dict(fleet.running_processes())
@@ -287,9 +284,7 @@ def test_dev_cli_up_status_down_leaves_nothing_running(tmp_path: Path, kube_bina
         check=True,
     ).stdout
     assert "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3" in nodes
-    again = subprocess.run(
-        [*cli, "up", "--dir", str(d), "--no-charts"], capture_output=True, text=True, timeout=60
-    )
+    again = subprocess.run([*cli, "up", "--dir", str(d), "--no-charts"], capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "already running" in again.stderr
     status = subprocess.run([*cli, "status", "--dir", str(d), "-o", "json"], capture_output=True, text=True)
     assert status.returncode == 0 and '"ready": true' in status.stdout
