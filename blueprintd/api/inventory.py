@@ -24,6 +24,13 @@ def object_key(obj: dict[str, Any]) -> str:
 class InventoryObject(ApiModel):
     key: str = Field(description="apiVersion|Kind|namespace|name")
     addon: str = Field(default="", description="Add-on that owns the object.")
+    hash: str = Field(
+        default="",
+        description=(
+            "Content hash of the object as applied: a live difference while the Blueprint still renders the same "
+            "content is drift, handled by the add-on's drift mode."
+        ),
+    )
 
     def ref(self) -> dict[str, Any]:
         api_version, kind, namespace, name = self.key.split("|", 3)
@@ -37,6 +44,7 @@ class InventoryRelease(ApiModel):
     namespace: str = Field(description="Release namespace.")
     name: str = Field(description="Release name.")
     addon: str = Field(default="", description="Add-on that owns the release.")
+    hash: str = Field(default="", description="Content hash of chart, version and values as installed.")
 
 
 class Inventory(ApiModel):
@@ -46,3 +54,4 @@ class Inventory(ApiModel):
     objects: list[InventoryObject] = Field(default_factory=list, description="Objects applied server-side.")
     releases: list[InventoryRelease] = Field(default_factory=list, description="Helm releases installed.")
     node_label_keys: list[str] = Field(default_factory=list, description="Node label keys blueprintd sets.")
+    node_labels_hash: str = Field(default="", description="Content hash of the node labels as set.")

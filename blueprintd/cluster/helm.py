@@ -9,11 +9,19 @@ to the repository and the answer never changes for a pinned version.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 from blueprintd.errors import ClusterError
-from blueprintd.plan.live import ReleaseState
+from blueprintd.plan.inventory import content_hash
+from blueprintd.plan.live import OPERATOR_DESCRIPTION, ReleaseState
+
+
+def revision_description(chart: str, version: str, values: dict[str, Any]) -> str:
+    """The ``--description`` of every revision blueprintd installs (``helm history`` shows it):
+    drift detection tells the operator's own upgrades from a person's ``helm upgrade`` by it."""
+    return f"{OPERATOR_DESCRIPTION} {chart} {version} values={content_hash(values)}"
 
 
 class HelmError(ClusterError):
@@ -32,6 +40,17 @@ class HelmClient:
         self.helm = helm
         self.kubeconfig = kubeconfig
         self._client = Client(executable=str(helm), kubeconfig=kubeconfig, default_timeout=timeout)
+        # One helm operation per release at a time: the reconcile and the drift monitor share
+        # this client, and two concurrent upgrades of one release make helm fail with
+        # "another operation is in progress".
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # When the reconcile last changed a release (time.monotonic()): until the operator hands
+        # drift detection its new DesiredState, what it sees on that release is the reconcile's
+        # own work in flight (an upgrade, a failed upgrade, a prune), not drift.
+        self.changed: dict[tuple[str, str], float] = {}
+
+    def _lock(self, name: str, namespace: str) -> asyncio.Lock:
+        return self._locks.setdefault((namespace, name), asyncio.Lock())
 
     async def release(self, name: str, namespace: str) -> ReleaseState | None:
         """The current revision of a release, or None if there is none."""
@@ -53,6 +72,7 @@ class HelmClient:
             status=str(rev.status.value if hasattr(rev.status, "value") else rev.status),
             revision=int(rev.revision),
             values=values or {},
+            description=str(rev.description or ""),
         )
 
     async def _chart(self, repo: str, chart: str, version: str) -> Any:
@@ -69,9 +89,28 @@ class HelmClient:
             return self._charts[key]
 
     async def install_or_upgrade(
+        self,
+        name: str,
+        namespace: str,
+        repo: str,
+        chart: str,
+        version: str,
+        values: dict[str, Any],
+        *,
+        by_drift: bool = False,
+    ) -> ReleaseState:
+        """Install or upgrade to exactly ``values`` (no reuse of values left from earlier revisions).
+
+        ``by_drift``: a drift remediation restoring what is already tracked (not recorded in
+        ``changed``)."""
+        async with self._lock(name, namespace):
+            if not by_drift:
+                self.changed[(namespace, name)] = time.monotonic()
+            return await self._install_or_upgrade(name, namespace, repo, chart, version, values)
+
+    async def _install_or_upgrade(
         self, name: str, namespace: str, repo: str, chart: str, version: str, values: dict[str, Any]
     ) -> ReleaseState:
-        """Install or upgrade to exactly ``values`` (no reuse of values left from earlier revisions)."""
         from pyhelm3 import errors
 
         current = await self.release(name, namespace)
@@ -87,6 +126,7 @@ class HelmClient:
                 create_namespace=True,
                 reset_values=True,
                 wait=False,
+                description=revision_description(chart, version, values),
             )
         except errors.Error as exc:
             raise HelmError(f"helm upgrade --install {namespace}/{name} ({chart} {version}): {_msg(exc)}") from exc
@@ -105,6 +145,7 @@ class HelmClient:
         """
         from pyhelm3 import errors
 
+        self.changed[(state.namespace, state.name)] = time.monotonic()
         try:
             if state.status == "pending-install" or state.revision <= 1:
                 await self._client.uninstall_release(state.name, namespace=state.namespace, wait=False)
@@ -116,8 +157,10 @@ class HelmClient:
     async def uninstall(self, name: str, namespace: str) -> None:
         from pyhelm3 import errors
 
+        self.changed[(namespace, name)] = time.monotonic()
         try:
-            await self._client.uninstall_release(name, namespace=namespace, wait=False)
+            async with self._lock(name, namespace):
+                await self._client.uninstall_release(name, namespace=namespace, wait=False)
         except errors.Error as exc:
             raise HelmError(f"helm uninstall {namespace}/{name}: {_msg(exc)}") from exc
 

@@ -9,6 +9,7 @@ every kind, including CRDs an add-on installed a moment ago.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,10 @@ class ObjectClient:
         self.api_client = api_client
         self.field_manager = field_manager
         self._dyn = dynamic.DynamicClient(api_client)
+        # What this client deleted or un-labelled, and when (time.monotonic()): a deletion
+        # leaves no field manager behind, so drift detection asks here whether a vanished
+        # object or label was the operator's own prune rather than drift.
+        self.removed: dict[str, float] = {}
 
     def _resource(self, api_version: str, kind: str) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
@@ -112,6 +117,7 @@ class ObjectClient:
             res = self._resource(ref.api_version, ref.kind)
         except ApplyError:
             return False  # its CRD is gone, so is the object
+        self.removed[str(ref)] = time.monotonic()
         try:
             res.delete(name=ref.name, namespace=ref.namespace or None)
         except ApiException as exc:
@@ -138,6 +144,8 @@ class ObjectClient:
         from kubernetes.client.rest import ApiException
 
         res = self._resource("v1", "Node")
+        if any(v is None for v in labels.values()):
+            self.removed[f"Node {name}"] = time.monotonic()
         try:
             res.patch(
                 name=name,

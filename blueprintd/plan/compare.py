@@ -12,9 +12,12 @@ Paths are dotted with list indices in brackets, e.g. ``spec.template.spec.contai
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+
+from blueprintd.api.pointer import parse_pointer
 
 # Fields the API server owns on every object; the blueprint never sets them.
 SERVER_FIELDS = frozenset(
@@ -47,14 +50,44 @@ def _join(base: str, key: str | int) -> str:
     return f"{base}.{key}" if base else key
 
 
+def dotted(path: str) -> str:
+    """A JSON pointer (``/spec/replicas``) in the dotted form diffs use (``spec.replicas``);
+    dotted paths are returned unchanged. ``*`` and numeric tokens become ``[*]`` / ``[n]``."""
+    if not path.startswith("/"):
+        return path
+    out = ""
+    for tok in parse_pointer(path):
+        out += f"[{tok}]" if tok.isdigit() or tok == "*" else (f".{tok}" if out else tok)
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _ignore_regex(pattern: str) -> re.Pattern[str]:
+    """An ignore rule as a regex: ``[*]`` is any list index, ``*`` any key, and a rule also
+    covers everything below the field it names."""
+    pat = dotted(pattern)
+    parts: list[str] = []
+    i = 0
+    while i < len(pat):
+        if pat.startswith("[*]", i):
+            parts.append(r"\[\d+\]")
+            i += 3
+        elif pat[i] == "*":
+            parts.append(r"[^.\[\]]*")
+            i += 1
+        else:
+            parts.append(re.escape(pat[i]))
+            i += 1
+    return re.compile("".join(parts) + r"(?:$|[.\[])")
+
+
 def _ignored(path: str, ignore: tuple[str, ...]) -> bool:
-    return path in SERVER_FIELDS or any(
-        path == pat
-        or path.startswith(pat + ".")
-        or path.startswith(pat + "[")
-        or fnmatch.fnmatchcase(path, pat)
-        for pat in ignore
-    )
+    return path in SERVER_FIELDS or any(_ignore_regex(pat).match(path) for pat in ignore)
+
+
+def ignored(path: str, ignore: tuple[str, ...]) -> bool:
+    """Whether an ignore rule (or the server-owned field list) covers ``path``."""
+    return _ignored(path, ignore)
 
 
 def diff_owned(desired: Any, live: Any, ignore: tuple[str, ...] = (), base: str = "") -> list[FieldDiff]:

@@ -11,6 +11,10 @@ from typing import Any
 
 PENDING = frozenset({"pending-install", "pending-upgrade", "pending-rollback", "uninstalling"})
 
+# The start of the ``helm --description`` of every revision blueprintd installs: it tells the
+# operator's own upgrades apart from ``helm upgrade`` / ``helm rollback`` run by someone else.
+OPERATOR_DESCRIPTION = "blueprintd"
+
 
 @dataclass(frozen=True)
 class ReleaseState:
@@ -23,10 +27,20 @@ class ReleaseState:
     status: str
     revision: int
     values: dict[str, Any]
+    description: str = ""  # helm's log entry for the revision ("Rollback to 3", "blueprintd ...")
 
     @property
     def pending(self) -> bool:
         return self.status in PENDING
+
+    @property
+    def by_operator(self) -> bool:
+        """The current revision was installed by blueprintd (not by a person's helm command)."""
+        return self.description.startswith(OPERATOR_DESCRIPTION + " ")
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.description.startswith("Rollback to")
 
 
 @dataclass

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from blueprintd.api.base import ApiModel
+from blueprintd.api.blueprint import DriftMode
 from blueprintd.plan.compare import FieldDiff, diff_owned
-from blueprintd.plan.inventory import Inventory, object_key
+from blueprintd.plan.inventory import Inventory, content_hash, node_labels_hash, object_key, release_hash
 from blueprintd.plan.live import LiveState, ReleaseState
 from blueprintd.render.desired import DesiredState, Step
 
@@ -50,6 +51,7 @@ class ClusterPlan(ApiModel):
     steps: list[StepPlan] = []
     node_labels: list[Action] = []
     prune: list[Action] = []
+    held: list[Action] = []  # drift left to the add-on's drift mode (notify / block): never applied
 
     @property
     def empty(self) -> bool:
@@ -102,7 +104,7 @@ def object_diffs(step: Step, obj: dict[str, Any], live: dict[str, Any] | None) -
     ignore: list[str] = []
     for rule in step.drift.ignore:
         if (rule.kind in (None, kind)) and (rule.name in (None, name)):
-            ignore.extend(rule.paths)
+            ignore.extend(rule.paths)  # dotted or JSON pointer: diff_owned understands both
     if live is None:
         return [FieldDiff(".", obj, None, missing=True)]
     return diff_owned(obj, live, tuple(ignore))
@@ -118,6 +120,8 @@ def plan_cluster(desired: DesiredState, live: LiveState, inventory: Inventory) -
     plan = ClusterPlan(cluster=desired.cluster, blueprint=desired.blueprint, version=desired.version)
     wanted_objects: set[str] = set()
     wanted_releases: set[tuple[str, str]] = set()
+    applied_objects = {o.key: o.hash for o in inventory.objects}
+    applied_releases = {(r.namespace, r.name): r.hash for r in inventory.releases}
     for step in desired.steps:
         sp = StepPlan(addon=step.addon)
         if step.helm is not None:
@@ -126,27 +130,38 @@ def plan_cluster(desired: DesiredState, live: LiveState, inventory: Inventory) -
             current = live.releases.get(key)
             reason = _release_reason(step, current)
             if reason:
-                sp.actions.append(
-                    Action(
-                        kind="helm-install" if current is None else "helm-upgrade",
-                        addon=step.addon,
-                        target=f"HelmRelease {key[0]}/{key[1]}",
-                        reason=reason,
-                    )
+                action = Action(
+                    kind="helm-install" if current is None else "helm-upgrade",
+                    addon=step.addon,
+                    target=f"HelmRelease {key[0]}/{key[1]}",
+                    reason=reason,
                 )
+                held = current is not None and _held(
+                    step.drift.mode, applied_releases.get(key), release_hash(step.helm)
+                )
+                (plan.held if held else sp.actions).append(action)
         for obj in desired_objects(step):
             k = object_key(obj)
             wanted_objects.add(k)
-            diffs = object_diffs(step, obj, live.objects.get(k))
+            current_obj = live.objects.get(k)
+            diffs = object_diffs(step, obj, current_obj)
             if diffs:
                 first = (
                     "object missing"
                     if diffs[0].missing and diffs[0].path == "."
                     else ("fields differ: " + ", ".join(d.path for d in diffs[:5]))
                 )
-                sp.actions.append(Action(kind="apply", addon=step.addon, target=k, reason=first, object=obj))
+                action = Action(kind="apply", addon=step.addon, target=k, reason=first, object=obj)
+                held = current_obj is not None and _held(step.drift.mode, applied_objects.get(k), content_hash(obj))
+                (plan.held if held else sp.actions).append(action)
         plan.steps.append(sp)
-    plan.node_labels = _label_actions(desired, live, inventory)
+    labels = _label_actions(desired, live, inventory)
+    if labels and _held(
+        node_label_mode(desired), inventory.node_labels_hash, node_labels_hash(wanted_node_labels(desired))
+    ):
+        plan.held += labels
+    else:
+        plan.node_labels = labels
     # Inventory entries are in install order: prune in reverse, objects before releases, so
     # nothing is deleted while something installed after it still depends on it.
     for o in reversed(inventory.objects):
@@ -162,6 +177,22 @@ def plan_cluster(desired: DesiredState, live: LiveState, inventory: Inventory) -
                        reason="no longer in the blueprint")
             )
     return plan
+
+
+def _held(mode: DriftMode, applied_hash: str | None, wanted_hash: str) -> bool:
+    """A difference is drift, not a Blueprint change, when the Blueprint still renders exactly
+    what was applied last time. Drift of a ``notify`` or ``block`` add-on is reported by the
+    drift monitor and must not be overwritten by a periodic reconcile; ``remediate`` drift is
+    simply applied. (A deleted object or release is recreated in every mode: the add-on cannot
+    be ready without it, and ``block`` refuses deletions anyway.)"""
+    return mode != "remediate" and bool(applied_hash) and applied_hash == wanted_hash
+
+
+def node_label_mode(desired: DesiredState) -> DriftMode:
+    """Node labels belong to no add-on: they follow the Blueprint-wide mode, which is the mode
+    every add-on shares; when add-ons override it differently, labels are remediated."""
+    modes = {s.drift.mode for s in desired.steps}
+    return modes.pop() if len(modes) == 1 else "remediate"
 
 
 def wanted_node_labels(desired: DesiredState) -> dict[str, dict[str, str]]:
