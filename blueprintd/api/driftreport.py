@@ -1,8 +1,10 @@
 """The DriftReport kind: every drifted field of one member cluster, kept in the management cluster.
 
-One report per member cluster (named after it). Each entry names the object and field, the
-expected and actual values, when it was first and last seen, which field manager changed it
-and what was done. ``blueprintd drift`` reads these.
+One report per member cluster (named after it, in the MemberCluster's namespace). Each entry
+names the Blueprint, add-on, object and field, the expected and actual values, when it was
+first and last seen, which field manager changed it and what was done. The operator keeps it
+(never only in memory: a restarted or another replica continues from it) and ``blueprintd
+drift`` reads it. Values that may hold secrets are redacted before they get here.
 """
 
 from __future__ import annotations
@@ -13,43 +15,64 @@ from typing import Any, Literal
 from pydantic import Field
 
 from blueprintd.api.base import ApiModel
+from blueprintd.api.blueprint import DriftMode
 from blueprintd.api.common import ObjectMeta
 
-DriftAction = Literal["remediated", "notified", "blocked", "pending"]
+DriftAction = Literal["remediated", "notified", "blocked", "open"]
+DriftReason = Literal[
+    "changed",
+    "deleted",
+    "release-missing",
+    "release-status",
+    "release-rollback",
+    "chart",
+    "values",
+    "label-removed",
+    "label-changed",
+]
 
 
 class ObjectRef(ApiModel):
     """A Kubernetes object in the member cluster."""
 
-    api_version: str = Field(description="apiVersion, e.g. apps/v1.")
-    kind: str = Field(description="Kind, e.g. DaemonSet.")
+    api_version: str = Field(description="apiVersion, e.g. apps/v1 (helm.sh/v3 for a Helm release).")
+    kind: str = Field(description="Kind, e.g. DaemonSet (HelmRelease for a Helm release).")
     name: str = Field(description="Name.")
     namespace: str | None = Field(default=None, description="Namespace, for namespaced kinds.")
 
 
 class DriftEntry(ApiModel):
-    """One drifted field."""
+    """One drifted field (or a deleted object, or a Helm release that is not as installed)."""
 
+    blueprint: str = Field(default="", description="Blueprint that sets the field.")
+    addon: str = Field(default="", description="Add-on the object belongs to (empty for node labels).")
+    mode: DriftMode = Field(default="remediate", description="Effective drift mode of the add-on.")
     object: ObjectRef = Field(description="The drifted object (a Helm release is kind HelmRelease).")
-    addon: str = Field(default="", description="Add-on the object belongs to.")
-    path: str = Field(description="Field path, e.g. spec.template.spec.containers[0].image.")
-    expected: Any = Field(default=None, description="Value the Blueprint sets.")
-    actual: Any = Field(default=None, description="Value found (absent: null).")
+    path: str = Field(description="Field path, e.g. spec.template.spec.containers[0].image ('.': the object).")
+    pointer: str = Field(default="", description="The same field as an RFC 6901 JSON pointer.")
+    reason: DriftReason = Field(default="changed", description="What kind of drift this is.")
+    expected: Any = Field(default=None, description="Value the Blueprint sets (secrets redacted).")
+    actual: Any = Field(default=None, description="Value found; null when absent (secrets redacted).")
     first_seen: datetime | None = Field(default=None, description="When this drift was first seen.")
-    last_seen: datetime | None = Field(default=None, description="When it was last seen.")
-    manager: str = Field(default="", description="Field manager that made the change, when known.")
-    action: DriftAction = Field(description="remediated, notified, blocked or pending.")
+    last_seen: datetime | None = Field(default=None, description="When it was last confirmed.")
+    manager: str = Field(default="", description="Field manager that made the change, when the object records it.")
+    action: DriftAction = Field(
+        description="remediated (restored), notified (reported only), blocked (refused at admission) or open "
+        "(not acted on: a remediation failed, or a change got past a block policy)."
+    )
+    resolved_at: datetime | None = Field(default=None, description="When the field matched the Blueprint again.")
     message: str = Field(default="", description="Details.", max_length=4096)
 
 
 class DriftCounts(ApiModel):
-    """Counts by action."""
+    """Counts over the report's entries."""
 
-    total: int = Field(default=0, description="Entries in the report.")
-    remediated: int = Field(default=0, description="Restored.")
-    notified: int = Field(default=0, description="Reported only.")
-    blocked: int = Field(default=0, description="Refused at admission.")
-    pending: int = Field(default=0, description="Not yet acted on.")
+    total: int = Field(default=0, description="Entries in the report (open and resolved).")
+    open: int = Field(default=0, description="Entries not resolved yet: the cluster differs from its Blueprints now.")
+    remediated: int = Field(default=0, description="Entries restored by the operator.")
+    notified: int = Field(default=0, description="Entries reported only (mode notify).")
+    blocked: int = Field(default=0, description="Changes refused at admission that the operator could observe.")
+    protected: int = Field(default=0, description="Objects guarded by an admission policy (mode block).")
 
 
 class DriftReportSpec(ApiModel):
@@ -62,7 +85,10 @@ class DriftReportStatus(ApiModel):
     """The drift found."""
 
     entries: list[DriftEntry] = Field(default_factory=list, description="Drifted fields.", max_length=2000)
-    summary: DriftCounts = Field(default_factory=DriftCounts, description="Counts by action.")
+    summary: DriftCounts = Field(default_factory=DriftCounts, description="Counts by state and action.")
+    protected: list[ObjectRef] = Field(
+        default_factory=list, description="Objects guarded by an admission policy (mode block).", max_length=2000
+    )
     last_updated: datetime | None = Field(default=None, description="When the report last changed.")
 
 

@@ -95,7 +95,8 @@ class DriftSummary(ApiModel):
     open: int = Field(default=0, description="Drift not (yet) resolved.")
     remediated: int = Field(default=0, description="Fields restored.")
     notified: int = Field(default=0, description="Fields reported only.")
-    blocked: int = Field(default=0, description="Changes refused at admission.")
+    blocked: int = Field(default=0, description="Changes refused at admission that the operator could observe.")
+    protected: int = Field(default=0, description="Objects guarded by an admission policy (drift mode block).")
 
 
 class BlueprintProgress(ApiModel):

@@ -23,6 +23,7 @@ from blueprintd.cluster.kubeconfig import check_kubeconfig, parse_kubeconfig, se
 from blueprintd.cluster.management import ManagementStore
 from blueprintd.cluster.reconcile import ReconcileResult, reconcile
 from blueprintd.cluster.session import MemberSession
+from blueprintd.drift.monitor import DriftMonitor
 from blueprintd.errors import BlueprintdError
 from blueprintd.operator import metrics
 from blueprintd.operator.settings import OperatorSettings
@@ -74,6 +75,8 @@ class Controller:
         self.settings = settings
         self._compiled: dict[str, Any] = {}
         self._sessions: dict[str, tuple[str, MemberSession]] = {}
+        self.drift = DriftMonitor.from_env(store)
+        self._rendered: dict[tuple[str, str], Any] = {}  # (cluster, blueprint) -> DesiredState, for drift
 
     # --- Blueprint → BlueprintRevision ----------------------------------------------------
 
@@ -389,6 +392,8 @@ class Controller:
             ),
         }
         await self.store.patch_status("MemberCluster", mc, new_status)
+        ready = [d for (c, b), d in self._rendered.items() if c == name and progress.get(b, {}).get("state") == "Ready"]
+        await self.drift.track(name, session, ready, mc)
         metrics.CLUSTER_READY.labels(cluster=name).set(1 if all_ready and not last_error else 0)
         metrics.RECONCILES.labels(kind="MemberCluster", result="ok" if not last_error else "failed").inc()
         metrics.RECONCILE_SECONDS.labels(kind="MemberCluster").observe(time.monotonic() - started)
@@ -437,6 +442,7 @@ class Controller:
             )
         except (ValidationError, BlueprintdError) as exc:
             return None, f"render failed: {exc}"
+        self._rendered[(mc["metadata"]["name"], bp_name)] = desired
         inventory = Inventory.model_validate(prev.get("inventory") or {"blueprint": bp_name})
         result = await reconcile(session, desired, inventory)
         result.content_hash = str(rev["spec"].get("contentHash", ""))

@@ -1,0 +1,755 @@
+"""The drift monitor: per member cluster, watches → checks → remediate / notify / block → DriftReport.
+
+The operator owns one ``DriftMonitor`` and calls ``track`` after every successful reconcile
+with the DesiredStates it just converged the cluster to. From then on the monitor keeps that
+cluster under watch (``watch.MemberWatch``): every event on an owned object runs the pure
+check of *that* target (``detect.DriftIndex``) against the object the event carried — no
+read, no full resync — and acts on what it finds according to the add-on's mode:
+
+* ``remediate``: restore at once (``respond.Responder``), then the restore's own watch event
+  confirms it and resolves the entry;
+* ``notify``: record and emit a Warning Event on the MemberCluster, never restore;
+* ``block``: keep the ValidatingAdmissionPolicy and the labels that select the protected
+  objects in place; a change that still got through (an exempt identity) is recorded open.
+
+A periodic relist of every stream (``resync_seconds``, default 5 minutes) is the safety net for
+anything a watch could have missed. All findings go to the cluster's DriftReport and the
+MemberCluster's ``status.drift`` — written only when their content changes — so any operator
+replica, and ``blueprintd drift``, sees the same state.
+
+What is *not* drift: a field blueprintd itself owns with another value, a revision
+blueprintd's helm installed, an object or label the reconcile just pruned. Those are the
+operator converging to a new DesiredState it has not handed to ``track`` yet, and restoring
+them would fight the upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from blueprintd.api.driftreport import DriftEntry
+from blueprintd.cluster.management import ManagementStore
+from blueprintd.cluster.session import MemberSession
+from blueprintd.drift import admission, helmrelease, report
+from blueprintd.drift.detect import Drift, DriftIndex, Ref, Target, node_target, release_target, rendered_objects
+from blueprintd.drift.respond import GUARD_MANAGER, Responder
+from blueprintd.drift.watch import ApiCounter, Changed, Lost, MemberWatch, StreamSpec, Synced
+from blueprintd.render.desired import DesiredState
+
+log = logging.getLogger("blueprintd.drift")
+
+DEFAULT_RESYNC_SECONDS = 300.0
+# Objects a Helm release renders that are watched for drift: the workloads and their config.
+# Everything else a chart renders is covered by release-level drift (chart, values, status).
+RENDERED_KINDS = frozenset({"Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob", "ConfigMap"})
+NODE_STREAM = StreamSpec("v1", "Node")
+RENDERED_GRACE = 0.5  # seconds a deleted rendered object waits for its release's record to change
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class DriftSignal:
+    """What listeners (tests, the benchmark) hear, with a monotonic timestamp."""
+
+    cluster: str
+    target: str
+    event: Literal["detected", "resolved", "remediated", "failed"]
+    at: float
+    drifts: tuple[Drift, ...] = ()
+    message: str = ""
+
+
+Listener = Callable[[DriftSignal], None]
+
+
+@dataclass(frozen=True)
+class _Recheck:
+    target: Target
+
+
+@dataclass(frozen=True)
+class _RecheckAll:
+    pass
+
+
+@dataclass(frozen=True)
+class _Resync:
+    pass
+
+
+@dataclass(frozen=True)
+class _Flush:
+    pass
+
+
+@dataclass(frozen=True)
+class _Done:
+    target: Target
+    ok: bool
+    message: str
+    started: datetime
+    paths: tuple[str, ...] = ()
+    manager: str = ""
+
+
+def secret_stream(namespace: str) -> StreamSpec:
+    return StreamSpec("v1", "Secret", namespace, helmrelease.LABEL_SELECTOR, helmrelease.FIELD_SELECTOR)
+
+
+def stream_of(target: Target) -> StreamSpec:
+    if target.kind == "release":
+        return secret_stream(target.ref.namespace)
+    if target.kind == "node":
+        return NODE_STREAM
+    return StreamSpec(target.ref.api_version, target.ref.kind, target.ref.namespace)
+
+
+def _fingerprint(desired: list[DesiredState]) -> str:
+    h = hashlib.sha256()
+    for d in sorted(desired, key=lambda d: d.blueprint):
+        h.update(d.to_json().encode())
+    return h.hexdigest()
+
+
+class DriftMonitor:
+    """Drift detection and response for every member cluster this operator replica reconciles."""
+
+    def __init__(
+        self,
+        store: ManagementStore | None,
+        operator_user: str = "",
+        resync_seconds: float = DEFAULT_RESYNC_SECONDS,
+        *,
+        listeners: Iterable[Listener] = (),
+    ) -> None:
+        """``store`` None keeps reports in memory only (benchmarks); ``operator_user`` empty:
+        ask each member who the operator is (SelfSubjectReview) for the block policy."""
+        self.store = store
+        self.operator_user = operator_user
+        self.resync_seconds = resync_seconds
+        self.listeners: list[Listener] = list(listeners)
+        self._clusters: dict[str, ClusterMonitor] = {}
+        self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_env(cls, store: ManagementStore) -> DriftMonitor:
+        """Settings from ``BLUEPRINTD_OPERATOR_USER`` and ``BLUEPRINTD_DRIFT_RESYNC`` (seconds)."""
+        return cls(
+            store,
+            operator_user=os.environ.get("BLUEPRINTD_OPERATOR_USER", ""),
+            resync_seconds=float(os.environ.get("BLUEPRINTD_DRIFT_RESYNC") or DEFAULT_RESYNC_SECONDS),
+        )
+
+    def cluster(self, name: str) -> ClusterMonitor | None:
+        return self._clusters.get(name)
+
+    async def track(
+        self, cluster_name: str, session: MemberSession, desired: list[DesiredState], membercluster: dict[str, Any]
+    ) -> None:
+        """(Re)start watching ``cluster_name`` for drift from ``desired``; cheap when nothing changed.
+
+        Never raises: drift monitoring must not fail a reconcile."""
+        try:
+            async with self._lock:
+                current = self._clusters.get(cluster_name)
+                if current is not None and current.session is not session:
+                    # A new connection (new credentials, or the member came back): rebind the
+                    # watches to it, keeping what was found so far.
+                    await current.stop()
+                    carried: tuple[dict[report.Key, DriftEntry], dict[str, Any] | None] | None = (
+                        current.entries,
+                        current.written,
+                    )
+                    current = None
+                else:
+                    carried = None
+                if current is None:
+                    current = ClusterMonitor(self, cluster_name, session, membercluster)
+                    self._clusters[cluster_name] = current
+                    await current.start(carried)
+            await current.update(desired, membercluster)
+        except Exception:
+            log.exception("drift monitor: tracking %s failed", cluster_name)
+
+    async def forget(self, cluster_name: str) -> None:
+        """Stop watching a cluster (its MemberCluster was deleted or moved to another replica)."""
+        async with self._lock:
+            m = self._clusters.pop(cluster_name, None)
+        if m is not None:
+            await m.stop()
+
+    async def close(self) -> None:
+        for name in list(self._clusters):
+            await self.forget(name)
+
+    def _forget_later(self, name: str) -> None:
+        """``forget`` from inside the cluster's own tasks (which ``forget`` cancels)."""
+        task = asyncio.get_running_loop().create_task(self.forget(name))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _signal(self, sig: DriftSignal) -> None:
+        for listener in self.listeners:
+            try:
+                listener(sig)
+            except Exception:
+                log.exception("drift listener failed")
+
+
+@dataclass
+class _Release:
+    records: dict[int, helmrelease.ReleaseRecord] = field(default_factory=dict)
+    rendered_revision: int = -1
+
+
+class ClusterMonitor:
+    """Drift state of one member cluster. Watch threads only enqueue; all state changes happen
+    on the event loop (the consumer task, and ``update`` which never awaits mid-change)."""
+
+    def __init__(self, parent: DriftMonitor, name: str, session: MemberSession, mc: dict[str, Any]) -> None:
+        self.parent = parent
+        self.name = name
+        self.session = session
+        self.mc = mc
+        self.paused = bool((mc.get("spec") or {}).get("paused"))
+        self.index = DriftIndex.build([])
+        self.fingerprint = ""
+        self.tracked_at = 0.0
+        self.counter = ApiCounter()
+        self.responder = Responder(session, self.counter)
+        self.cache: dict[StreamSpec, dict[tuple[str, str], dict[str, Any]]] = {}
+        self.synced: set[StreamSpec] = set()
+        self.releases: dict[str, _Release] = {}  # release target id -> records
+        self.entries: dict[report.Key, DriftEntry] = {}
+        self.protected: set[Ref] = set()
+        self.users: list[str] = [parent.operator_user] if parent.operator_user else []
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.loop = asyncio.get_running_loop()
+        self.watch = MemberWatch(name, session.api_client.configuration, self._deliver, counter=self.counter)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.busy: dict[str, asyncio.Task[None]] = {}
+        self.held: set[Target] = set()  # checks deferred while the reconcile works on them
+        self.deferred: dict[str, float] = {}  # rendered objects seen deleted, and since when
+        self.side_tasks: set[asyncio.Task[None]] = set()
+        self.written: dict[str, Any] | None = None
+        self.dirty = True  # the first flush creates the report
+        self.stopped = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(
+        self, carried: tuple[dict[report.Key, DriftEntry], dict[str, Any] | None] | None = None
+    ) -> None:
+        """Begin with what a previous monitor of this cluster found, else with the stored report."""
+        if carried is not None:
+            self.entries, self.written = carried
+        elif self.parent.store is not None:
+            try:
+                existing = await self.parent.store.get("DriftReport", self.name)
+            except Exception as exc:
+                existing = None
+                log.warning("drift %s: cannot read the DriftReport: %s", self.name, exc)
+            if existing is not None:
+                st = existing.get("status") or {}
+                self.entries = report.load(st.get("entries") or [])
+                self.written = st
+        self.tasks = [
+            asyncio.create_task(self._consume(), name=f"drift-{self.name}"),
+            asyncio.create_task(self._resync_loop(), name=f"drift-resync-{self.name}"),
+        ]
+        log.info("drift %s: monitoring (full resync every %.0fs)", self.name, self.parent.resync_seconds)
+
+    async def stop(self) -> None:
+        self.stopped = True
+        self.watch.close()
+        for t in [*self.tasks, *self.busy.values(), *self.side_tasks]:
+            t.cancel()
+        for t in [*self.tasks, *self.busy.values(), *self.side_tasks]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.tasks.clear()
+
+    async def update(self, desired: list[DesiredState], mc: dict[str, Any]) -> None:
+        """Track a new set of DesiredStates (a no-op when they did not change)."""
+        self.mc = mc
+        self.paused = bool((mc.get("spec") or {}).get("paused"))
+        # The reconcile that called us has finished: whatever it changed before now is done.
+        self.tracked_at = time.monotonic()
+        fp = _fingerprint(desired)
+        if fp == self.fingerprint:
+            for t in self.held:
+                self.queue.put_nowait(_Recheck(t))
+            self.held.clear()
+            return
+        self.fingerprint = fp
+        self.held.clear()
+        self.index = DriftIndex.build(desired)
+        self.releases = {rid: rel for rid, rel in self.releases.items() if rid in self.index.releases}
+        for rel in self.releases.values():
+            rel.rendered_revision = -1  # re-derive the rendered targets for the new index
+        for rid in self.index.releases:
+            self._index_rendered(rid)
+        self._set_streams()
+        refs = {str(t.ref) for t in self.index.targets()}
+        helm_addons = {(r.desired.blueprint, r.step.addon) for r in self.index.releases.values()}
+        if report.forget_except(self.entries, refs, {d.blueprint for d in desired}, helm_addons):
+            self.dirty = True
+        self.queue.put_nowait(_RecheckAll())
+        self._spawn(self._ensure_policies())
+
+    def _set_streams(self) -> None:
+        specs = {stream_of(t) for t in self.index.targets()}
+        for gone in set(self.cache) - specs:
+            self.cache.pop(gone, None)
+            self.synced.discard(gone)
+        self.watch.set_streams(specs)
+
+    def _deliver(self, msg: Any) -> None:
+        if self.stopped:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, msg)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self.side_tasks.add(task)
+        task.add_done_callback(self.side_tasks.discard)
+
+    # --- the consumer -----------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            for msg in batch:
+                try:
+                    await self._handle(msg)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("drift %s: handling %s failed", self.name, type(msg).__name__)
+            if self.dirty:
+                await self._flush()
+
+    async def _handle(self, msg: Any) -> None:
+        if isinstance(msg, Synced):
+            self._synced(msg)
+        elif isinstance(msg, Changed):
+            self._changed(msg)
+        elif isinstance(msg, Lost):
+            self.synced.discard(msg.spec)
+        elif isinstance(msg, _Recheck):
+            self._check(msg.target)
+        elif isinstance(msg, _RecheckAll):
+            for t in self.index.targets():
+                self._check(t)
+        elif isinstance(msg, _Done):
+            self._done(msg)
+        elif isinstance(msg, _Resync):
+            report.touch(self.entries, utcnow())
+            self.dirty = True
+            self.watch.relist()
+            self._spawn(self._ensure_policies())
+            self._spawn(self._still_wanted())
+        elif isinstance(msg, _Flush):
+            self.dirty = True
+
+    def _synced(self, msg: Synced) -> None:
+        spec = msg.spec
+        if spec not in self.watch.specs:
+            return
+        self.cache[spec] = {_nsname(o): o for o in msg.items}
+        self.synced.add(spec)
+        if spec.kind == "Secret" and spec.label_selector:
+            for rid, tracked in self.index.releases.items():
+                if tracked.target.ref.namespace != spec.namespace:
+                    continue
+                rel = self.releases.setdefault(rid, _Release())
+                name = tracked.target.ref.name
+                rel.records = {}
+                for item in msg.items:
+                    if helmrelease.release_name(item) == name and (rec := helmrelease.decode(item)) is not None:
+                        rel.records[rec.revision] = rec
+                self._release_changed(rid)
+            return
+        for t in self.index.targets():
+            if stream_of(t) == spec:
+                self._check(t)
+
+    def _changed(self, msg: Changed) -> None:
+        spec, obj = msg.spec, msg.obj
+        if spec not in self.cache:
+            return
+        key = _nsname(obj)
+        if msg.type == "DELETED":
+            self.cache[spec].pop(key, None)
+        else:
+            self.cache[spec][key] = obj
+        if spec.kind == "Secret" and spec.label_selector:
+            rid = release_target(spec.namespace, helmrelease.release_name(obj)).id
+            if rid not in self.index.releases:
+                return
+            rel = self.releases.setdefault(rid, _Release())
+            rec = helmrelease.decode(obj)
+            if rec is None:
+                return
+            if msg.type == "DELETED":
+                rel.records.pop(rec.revision, None)
+            else:
+                rel.records[rec.revision] = rec
+            self._release_changed(rid)
+            return
+        if spec == NODE_STREAM:
+            t = node_target(key[1])
+            if key[1] in self.index.nodes:
+                self._check(t)
+            return
+        ref = Ref.of(obj)
+        for kind in ("object", "rendered"):
+            t = Target(kind, ref)
+            if t.id in self.index.objects:
+                self._check(t)
+
+    def _release_changed(self, rid: str) -> None:
+        if self._index_rendered(rid):
+            self._set_streams()
+        for oid in self.index.rendered.get(rid, []):
+            self._check(self.index.objects[oid].target)
+        self._check(self.index.releases[rid].target)
+
+    def _index_rendered(self, rid: str) -> bool:
+        """Derive the rendered targets from the release's current revision; True if they changed."""
+        rel = self.releases.get(rid)
+        tracked = self.index.releases.get(rid)
+        if rel is None or tracked is None:
+            return False
+        cur = helmrelease.current(rel.records.values())
+        if cur is None or cur.revision == rel.rendered_revision or not cur.manifest or cur.status != "deployed":
+            return False
+        docs = [d for d in helmrelease.manifest_objects(cur.manifest) if d.get("kind") in RENDERED_KINDS]
+        objs = rendered_objects(tracked.step, docs, lambda _v, _k: True)  # RENDERED_KINDS are all namespaced
+        before = set(self.index.rendered.get(rid, []))
+        after = set(self.index.set_rendered(rid, objs))
+        rel.rendered_revision = cur.revision
+        return before != after
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def _live(self, target: Target) -> Any:
+        if target.kind == "release":
+            rel = self.releases.get(target.id)
+            cur = helmrelease.current(rel.records.values()) if rel else None
+            return cur.state() if cur else None
+        return self.cache.get(stream_of(target), {}).get((target.ref.namespace, target.ref.name))
+
+    def _check(self, target: Target) -> None:
+        if self.stopped or stream_of(target) not in self.synced:
+            return  # not listed yet: absent from the cache does not mean deleted
+        live = self._live(target)
+        found = self.index.check(target, live)
+        if target.kind == "rendered" and live is None and found:
+            if self._defer(target):
+                return
+        else:
+            self.deferred.pop(target.id, None)
+        drifts = [d for d in found if not self._operator_made(d)]
+        if len(drifts) != len(found):
+            self.held.add(target)
+        self._record(target, drifts, live)
+
+    def _defer(self, target: Target) -> bool:
+        """Hold a vanished rendered object for ``RENDERED_GRACE`` seconds: ``helm uninstall``
+        deletes a release's objects before its record, and the release (reinstalled as a
+        whole) is the drift to report then, not each object it took with it."""
+        now = time.monotonic()
+        since = self.deferred.setdefault(target.id, now)
+        if now - since >= RENDERED_GRACE:
+            del self.deferred[target.id]
+            return False
+        self.loop.call_later(RENDERED_GRACE - (now - since) + 0.01, self._deliver, _Recheck(target))
+        return True
+
+    def _operator_made(self, d: Drift) -> bool:
+        """The reconcile's own doing (see the module docstring): a field blueprintd owns, or a
+        release / object / label the reconcile changed after it last called ``track`` — it is
+        still working on them, with a DesiredState this monitor has not been given yet."""
+        if d.own:
+            return True
+        ref = d.target.ref
+        if d.reason in ("deleted", "label-removed"):
+            key = str(ref) if d.reason == "deleted" else f"Node {ref.name}"
+            if self.session.objects.removed.get(key, 0.0) > self.tracked_at:
+                return True
+        release = self._release_of(d.target)
+        if release is None:
+            return False
+        changed = self.session.helm.changed.get((release.ref.namespace, release.ref.name), 0.0)
+        if changed > self.tracked_at:
+            return True
+        if d.target.kind == "rendered":
+            # helm is mid-operation (objects change before the record says what it installed),
+            # or the release is gone: then the release is the drift, reinstalled as a whole.
+            live = self._live(release)
+            return live is None or live.pending or live.status == "uninstalled"
+        return False
+
+    def _release_of(self, target: Target) -> Target | None:
+        if target.kind == "release":
+            return target
+        tracked = self.index.objects.get(target.id)
+        if target.kind == "rendered" and tracked is not None and tracked.step.helm is not None:
+            return release_target(tracked.step.helm.namespace, tracked.step.helm.release_name)
+        return None
+
+    def _record(self, target: Target, drifts: list[Drift], live: Any) -> None:
+        now = utcnow()
+        text = str(target.ref)
+        had_open = any(k[1] == text and e.resolved_at is None for k, e in self.entries.items())
+        new = report.update_target(self.entries, target.ref, drifts, now)
+        if new or had_open or drifts:
+            self.dirty = True
+        if new:
+            self.parent._signal(DriftSignal(self.name, target.id, "detected", time.monotonic(), tuple(drifts)))
+        elif had_open and not drifts:
+            self.parent._signal(DriftSignal(self.name, target.id, "resolved", time.monotonic()))
+        self._protect(target, live)
+        if not drifts:
+            return
+        mode = drifts[0].mode
+        paths = tuple(d.path for d in drifts)
+        manager = next((d.manager for d in drifts if d.manager), "")
+        by = f" by {manager}" if manager else ""
+        if mode == "remediate" and not self.paused:
+            if target.id not in self.busy:
+                report.mark(self.entries, target.ref, "remediated", "restoring", now)
+                task = asyncio.create_task(self._remediate(target, drifts, now, paths, manager))
+                self.busy[target.id] = task
+            return
+        if not new:
+            return
+        if mode == "remediate":  # paused cluster
+            report.mark(self.entries, target.ref, "open", "the MemberCluster is paused: not restored", now)
+            self._event("DriftDetected", f"{text}: {_paths(paths)} changed{by}; cluster paused, not restored")
+        elif mode == "notify":
+            self._event("DriftDetected", f"{text}: {_paths(paths)} changed{by} (drift mode notify: not restored)")
+        else:
+            msg = f"changed despite drift mode block{by}: the identity is exempt from, or not covered by, the policy"
+            report.mark(self.entries, target.ref, "open", msg, now)
+            self._event("DriftBypassedBlock", f"{text}: {_paths(paths)} {msg}")
+
+    async def _remediate(
+        self, target: Target, drifts: list[Drift], started: datetime, paths: tuple[str, ...], manager: str
+    ) -> None:
+        try:
+            if target.kind in ("object", "rendered"):
+                msg = await self.responder.restore_object(self.index.objects[target.id].obj)
+            elif target.kind == "release":
+                msg = await self.responder.restore_release(self.index.releases[target.id].step)
+            else:
+                wanted = self.index.nodes.get(target.ref.name, {})
+                keys = [d.path.removeprefix("metadata.labels.") for d in drifts]
+                msg = await self.responder.restore_labels(
+                    target.ref.name, {k: wanted[k].value for k in keys if k in wanted}
+                )
+            done = _Done(target, True, msg, started, paths, manager)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            done = _Done(target, False, f"restore failed: {exc}"[:2000], started, paths, manager)
+        self.queue.put_nowait(done)
+
+    def _done(self, msg: _Done) -> None:
+        self.busy.pop(msg.target.id, None)
+        text = str(msg.target.ref)
+        by = f" (changed by {msg.manager})" if msg.manager else ""
+        if msg.ok:
+            report.mark(self.entries, msg.target.ref, "remediated", msg.message, msg.started)
+            self.parent._signal(DriftSignal(self.name, msg.target.id, "remediated", time.monotonic(), (), msg.message))
+            self._event("DriftRemediated", f"{text}: {_paths(msg.paths)} {msg.message}{by}", "Normal")
+            delay = 1.0
+        else:
+            report.mark(self.entries, msg.target.ref, "open", msg.message, msg.started)
+            self.parent._signal(DriftSignal(self.name, msg.target.id, "failed", time.monotonic(), (), msg.message))
+            self._event("DriftRemediationFailed", f"{text}: {msg.message}")
+            delay = 5.0 * random.uniform(0.8, 1.2)
+        self.dirty = True
+        # Confirm (or retry) from the cache once the restore's own events had time to arrive.
+        self.loop.call_later(delay, self._deliver, _Recheck(msg.target))
+
+    # --- block mode -------------------------------------------------------------------------
+
+    def _protect(self, target: Target, live: Any) -> None:
+        """Keep the block labels on protected objects (and off objects that left block mode)."""
+        if target.kind not in ("object", "rendered") or not isinstance(live, dict):
+            return
+        tracked = self.index.objects.get(target.id)
+        if tracked is None:
+            return
+        labels = (live.get("metadata") or {}).get("labels") or {}
+        want = admission.block_labels(tracked.desired.blueprint)
+        has = all(labels.get(k) == v for k, v in want.items())
+        key = "guard:" + target.id
+        if tracked.step.drift.mode == "block":
+            if has:
+                if target.ref not in self.protected:
+                    self.protected.add(target.ref)
+                    self.dirty = True
+            elif key not in self.busy:
+                self.busy[key] = asyncio.create_task(self._guard(key, tracked.obj, want))
+            return
+        if target.ref in self.protected:
+            self.protected.discard(target.ref)
+            self.dirty = True
+        guarded = any(
+            e.get("manager") == GUARD_MANAGER for e in (live.get("metadata") or {}).get("managedFields") or []
+        )
+        if guarded and admission.MODE_LABEL in labels and key not in self.busy:
+            self.busy[key] = asyncio.create_task(self._guard(key, tracked.obj, {}))
+
+    async def _guard(self, key: str, obj: dict[str, Any], labels: dict[str, str]) -> None:
+        try:
+            await self.responder.guard_labels(obj, labels)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("drift %s: labelling %s for block mode: %s", self.name, key, exc)
+            await asyncio.sleep(5.0)
+        finally:
+            self.busy.pop(key, None)
+
+    async def _ensure_policies(self) -> None:
+        """Install the block policies of tracked Blueprints that need one; remove those of
+        tracked Blueprints that no longer do (untracked Blueprints keep theirs)."""
+        try:
+            if not self.users:
+                user = await asyncio.to_thread(self.responder.whoami)
+                if not user:
+                    return  # never install a policy that could lock the operator out
+                self.users = [user]
+            for bp, objs in admission.policies(self.index.desired, self.users).items():
+                names = {o["metadata"]["name"] for o in objs}
+                for obj in objs:
+                    if await self.responder.ensure(obj):
+                        log.info("drift %s: applied %s %s", self.name, obj["kind"], obj["metadata"]["name"])
+                for name in (admission.policy_name(bp), admission.policy_name(bp, "nodes")):
+                    if name in names:
+                        continue
+                    for kind in ("ValidatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy"):
+                        ref = {"apiVersion": admission.API_VERSION, "kind": kind, "metadata": {"name": name}}
+                        if await self._exists(ref):
+                            await self.responder.remove(admission.API_VERSION, kind, name)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("drift %s: admission policies: %s", self.name, exc)
+
+    async def _exists(self, ref: dict[str, Any]) -> bool:
+        from blueprintd.cluster.objects import ObjectRef
+
+        self.counter.add("get")
+        return await asyncio.to_thread(self.responder.objects.get, ObjectRef.of(ref)) is not None
+
+    # --- report -----------------------------------------------------------------------------
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.parent.resync_seconds * random.uniform(0.9, 1.1))
+            self.queue.put_nowait(_Resync())
+
+    async def _flush(self) -> None:
+        self.dirty = False
+        now = utcnow()
+        report.prune(self.entries, now)
+        st = report.status(self.entries, self.protected, now)
+        if report.same_content(self.written, st):
+            return
+        store = self.parent.store
+        if store is None:
+            self.written = st
+            return
+        try:
+            mc = await store.get("MemberCluster", self.name)
+            if mc is None:
+                log.info("drift %s: MemberCluster is gone; no longer monitoring", self.name)
+                self.parent._forget_later(self.name)
+                return
+            self.mc = mc
+            self.paused = bool((mc.get("spec") or {}).get("paused"))
+            rep = await store.get("DriftReport", self.name)
+            if rep is None:
+                rep = await store.create("DriftReport", self._report_object(mc))
+            await store.patch_status("DriftReport", rep, st)
+            counts = report.counts(self.entries.values(), len(self.protected))
+            await store.patch_status("MemberCluster", mc, {"drift": report.summary(counts).to_wire()})
+            self.written = st
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("drift %s: writing the DriftReport failed (retrying): %s", self.name, exc)
+            self.loop.call_later(5.0, self._deliver, _Flush())
+
+    async def _still_wanted(self) -> None:
+        """Stop when the MemberCluster is gone (its report goes with it, by owner reference)."""
+        store = self.parent.store
+        if store is None:
+            return
+        try:
+            gone = await store.get("MemberCluster", self.name) is None
+        except Exception:
+            return  # the management cluster is unreachable: keep going, ask again next resync
+        if gone:
+            log.info("drift %s: MemberCluster is gone; no longer monitoring", self.name)
+            self.parent._forget_later(self.name)
+
+    def _report_object(self, mc: dict[str, Any]) -> dict[str, Any]:
+        meta = mc["metadata"]
+        return {
+            "apiVersion": "blueprintd.io/v1alpha1",
+            "kind": "DriftReport",
+            "metadata": {
+                "name": self.name,
+                "labels": {"blueprintd.io/cluster": self.name},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "blueprintd.io/v1alpha1",
+                        "kind": "MemberCluster",
+                        "name": meta["name"],
+                        "uid": meta.get("uid", ""),
+                    }
+                ],
+            },
+            "spec": {"cluster": self.name},
+        }
+
+    def _event(self, reason: str, message: str, type_: str = "Warning") -> None:
+        store = self.parent.store
+        if store is None or not self.mc.get("metadata", {}).get("uid"):
+            return
+        log.info("drift %s: %s: %s", self.name, reason, message)
+        self._spawn(store.event(self.mc, reason, message, type_))
+
+
+def _nsname(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _paths(paths: Iterable[str]) -> str:
+    ps = list(paths)
+    text = ", ".join(ps[:5]) + (f" and {len(ps) - 5} more" if len(ps) > 5 else "")
+    return "the object" if ps == ["."] else text

@@ -1,0 +1,88 @@
+"""Block mode (pure): labels for protected manifests and the ValidatingAdmissionPolicy that refuses changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blueprintd.drift.admission import (
+    BLUEPRINT_LABEL,
+    MODE_LABEL,
+    block_labels,
+    exempt_expression,
+    label_for_block,
+    node_label_policy,
+    object_policy,
+    policies,
+    policy_name,
+)
+from blueprintd.render.desired import DesiredState
+
+CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "ops"}, "data": {"a": "1"}}
+
+
+def desired(modes: tuple[str, str]) -> DesiredState:
+    data: dict[str, Any] = {
+        "blueprint": "platform",
+        "version": "1.0.0",
+        "revision": "sha256:x",
+        "cluster": "c1",
+        "steps": [
+            {"addon": "guarded", "namespace": "ops", "manifests": [CM], "drift": {"mode": modes[0]}},
+            {"addon": "free", "namespace": "ops", "drift": {"mode": modes[1]},
+             "manifests": [{**CM, "metadata": {"name": "other", "namespace": "ops", "labels": {"x": "y"}}}]},
+        ],
+        "nodeLabels": [{"pool": "h100", "nodes": ["n1", "n2"], "labels": {"nvidia.com/mig.config": "all-1g.10gb"}}],
+    }
+    return DesiredState.model_validate(data)
+
+
+def test_label_for_block_labels_only_block_manifests_and_leaves_the_input_alone() -> None:
+    state = desired(("block", "remediate"))
+    labelled = label_for_block(state)
+    guarded = labelled.step("guarded").manifests or []
+    free = labelled.step("free").manifests or []
+    assert guarded[0]["metadata"]["labels"] == block_labels("platform")
+    assert free[0]["metadata"]["labels"] == {"x": "y"}
+    assert "labels" not in (state.step("guarded").manifests or [])[0]["metadata"]
+    assert label_for_block(labelled) == labelled  # idempotent
+
+
+def test_object_policy_denies_update_and_delete_of_labelled_objects_except_for_the_operator() -> None:
+    policy, binding = object_policy("platform", ["blueprintd-operator"])
+    assert policy["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert policy["metadata"]["name"] == policy_name("platform") == "blueprintd-drift-block-platform"
+    spec = policy["spec"]
+    [rule] = spec["matchConstraints"]["resourceRules"]
+    assert rule["operations"] == ["UPDATE", "DELETE"] and rule["resources"] == ["*"]  # no subresources
+    selector = spec["matchConstraints"]["objectSelector"]["matchLabels"]
+    assert selector == {MODE_LABEL: "block", BLUEPRINT_LABEL: "platform"}
+    [cond] = spec["matchConditions"]
+    assert '"blueprintd-operator"' in cond["expression"] and cond["expression"].startswith("!(")
+    assert spec["validations"][0]["expression"] == "false"
+    assert "drift mode block" in spec["validations"][0]["messageExpression"]
+    assert binding["kind"] == "ValidatingAdmissionPolicyBinding"
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+
+
+def test_the_control_plane_stays_exempt() -> None:
+    expr = exempt_expression(["op"])
+    assert "system:serviceaccount:kube-system:" in expr and "system:nodes" in expr and '"op"' in expr
+
+
+def test_node_label_policy_guards_only_the_listed_keys_of_the_listed_nodes() -> None:
+    policy, _ = node_label_policy("platform", {"n2": ["k/b"], "n1": ["k/a"]}, ["op"])
+    [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["nodes"] and rule["resourceNames"] == ["n1", "n2"] and rule["operations"] == ["UPDATE"]
+    expr = policy["spec"]["validations"][0]["expression"]
+    assert '"k/a" in oldObject.metadata.labels' in expr and '"k/b"' in expr
+    assert node_label_policy("platform", {}, ["op"]) == []
+
+
+def test_policies_per_blueprint_follow_the_modes() -> None:
+    assert [o["kind"] for o in policies([desired(("block", "remediate"))], ["op"])["platform"]] == [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
+    # every add-on in block mode: node labels are guarded too
+    assert len(policies([desired(("block", "block"))], ["op"])["platform"]) == 4
+    assert policies([desired(("notify", "remediate"))], ["op"]) == {"platform": []}
