@@ -48,6 +48,10 @@ app.add_typer(rollout_app, name="rollout")
 from blueprintd.cli.git import git_app  # noqa: E402  (blueprintd git status)
 
 app.add_typer(git_app, name="git")
+from blueprintd.cli.drift import drift_cmd, plan_cmd  # noqa: E402  (blueprintd drift, blueprintd plan)
+
+app.command("drift")(drift_cmd)
+app.command("plan")(plan_cmd)
 # --- end COMMANDS ---
 
 
