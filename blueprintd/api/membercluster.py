@@ -18,7 +18,11 @@ from blueprintd.api.blueprint import ParamValue
 from blueprintd.api.common import Condition, ObjectMeta
 from blueprintd.api.inventory import Inventory
 
-AddonStateName = Literal["Pending", "Installing", "Ready", "Failed"]
+# Set by `blueprintd drift restore`: the next reconcile also puts back drift that the
+# notify/block modes leave alone; status.driftRestored records the value carried out.
+RESTORE_ANNOTATION = "blueprintd.io/restore-drift"
+
+AddonStateName = Literal["Pending", "Installing", "Ready", "Drifted", "Failed"]
 
 
 class SecretKeyRef(ApiModel):
@@ -73,7 +77,9 @@ class AddonState(ApiModel):
 
     name: str = Field(description="Add-on name.")
     blueprint: str = Field(default="", description="Blueprint the add-on belongs to.")
-    state: AddonStateName = Field(description="Pending, Installing, Ready or Failed.")
+    state: AddonStateName = Field(
+        description="Pending, Installing, Ready, Drifted (not ready because of drift its mode leaves alone) or Failed."
+    )
     message: str = Field(default="", description="Why the add-on is in this state.", max_length=4096)
     revision: str = Field(default="", description="Blueprint version the add-on was rendered from.")
 
@@ -104,7 +110,7 @@ class BlueprintProgress(ApiModel):
 
     blueprint: str = Field(description="Blueprint name.")
     version: str = Field(description="The version this cluster is converging to (assigned or pinned).")
-    state: Literal["Pending", "Progressing", "Ready", "Failed"] = Field(description="State at that version.")
+    state: Literal["Pending", "Progressing", "Ready", "Drifted", "Failed"] = Field(description="State at that version.")
     failed_addon: str = Field(default="", description="The add-on that failed, when state is Failed.")
     message: str = Field(default="", description="Why (e.g. the Helm or API error).", max_length=4096)
     since: datetime | None = Field(default=None, description="When the cluster entered this state.")
@@ -129,6 +135,11 @@ class MemberClusterStatus(ApiModel):
     last_error: str = Field(default="", description="The last error, without secrets.", max_length=4096)
     facts_summary: list[PoolSummary] = Field(default_factory=list, description="Node pools.", max_length=256)
     drift: DriftSummary = Field(default_factory=DriftSummary, description="Drift counts (details in DriftReport).")
+    drift_restored: str = Field(
+        default="",
+        description="The blueprintd.io/restore-drift annotation value last carried out: held notify/block drift "
+        "was put back (blueprintd drift restore).",
+    )
     blueprints: list[BlueprintProgress] = Field(
         default_factory=list, description="Per Blueprint: target version, state and applied inventory."
     )

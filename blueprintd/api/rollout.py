@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 
 from blueprintd.api.base import ApiModel
 
-ClusterState = Literal["Pending", "Progressing", "Ready", "Failed"]
+ClusterState = Literal["Pending", "Progressing", "Ready", "Drifted", "Failed"]
 RolloutPhase = Literal["Progressing", "Paused", "Complete", "Failed", "RolledBack"]
 FailureReason = Literal["Failed", "Timeout", "Unreachable"]
 

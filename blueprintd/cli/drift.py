@@ -123,7 +123,14 @@ def render_drift(data: dict[str, Any], console: Console, detail: bool) -> None:
     console.print(et)
 
 
+drift_app = typer.Typer(
+    help="Drift in the fleet: show it (the default), or have the operator put held drift back (restore).",
+)
+
+
+@drift_app.callback(invoke_without_command=True)
 def drift_cmd(
+    ctx: typer.Context,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Only this member cluster.")] = None,
     all_clusters: Annotated[bool, typer.Option("--all", help="Every member cluster (the default).")] = False,
     output: OutputFmt = "table",
@@ -139,10 +146,16 @@ def drift_cmd(
     too) with the field path, expected and actual values, who changed it, when, and the
     JSON patch that restores it. Exit code 1 when any drift is open, 0 otherwise.
 
-    Example:
+    Examples:
 
-      blueprintd drift --kubeconfig mgmt.kubeconfig -n blueprintd-system --cluster h100-mig -o yaml
+      blueprintd drift --all --kubeconfig mgmt.kubeconfig -n blueprintd-system
+
+      blueprintd drift --cluster h100-mig -o yaml
+
+      blueprintd drift restore --cluster h100-mig    # put back what notify/block modes hold
     """
+    if ctx.invoked_subcommand is not None:
+        return
     if cluster and all_clusters:
         err.print("[red]error:[/red] use either --cluster NAME or --all")
         raise typer.Exit(2)
@@ -153,9 +166,7 @@ def drift_cmd(
     console = Console()
     last = ""
     while True:
-        data = drift_summary(
-            _list(api, namespace, "driftreports"), _list(api, namespace, "memberclusters"), cluster
-        )
+        data = drift_summary(_list(api, namespace, "driftreports"), _list(api, namespace, "memberclusters"), cluster)
         if cluster and not data["clusters"]:
             err.print(f"[red]error:[/red] no MemberCluster or DriftReport named {cluster!r} in {namespace}")
             raise typer.Exit(2)
@@ -179,6 +190,72 @@ def drift_cmd(
         except KeyboardInterrupt:
             break
     raise typer.Exit(1 if data["open"] else 0)
+
+
+@drift_app.command("restore")
+def restore_cmd(
+    cluster: Annotated[str, typer.Option("--cluster", help="The member cluster to restore.")],
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for the operator to carry it out (0: do not wait).")
+    ] = 120.0,
+    kubeconfig: KubeconfigOpt = None,
+    namespace: NamespaceOpt = "blueprintd-system",
+) -> None:
+    """Have the operator put back the drift that notify and block modes leave alone.
+
+    In notify and block mode a changed field, a deleted object or an uninstalled release stays
+    as it is and is reported, so that a person decides. Once decided, this asks the operator to
+    apply the Blueprint to the cluster once more, held drift included (server-side apply with
+    its own identity, which block mode lets through; helm upgrade for releases). It sets the
+    MemberCluster annotation blueprintd.io/restore-drift; the next reconcile carries it out and
+    records the value in status.driftRestored. Remediate-mode drift is restored anyway.
+
+    Example:
+
+      blueprintd drift restore --cluster h100-mig --kubeconfig mgmt.kubeconfig -n blueprintd-system
+    """
+    from datetime import UTC, datetime
+
+    from kubernetes.client.rest import ApiException
+
+    from blueprintd.api import GROUP, VERSION
+    from blueprintd.api.membercluster import RESTORE_ANNOTATION
+
+    api = _api(kubeconfig)
+    token = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        api.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "memberclusters",
+            cluster,
+            {"metadata": {"annotations": {RESTORE_ANNOTATION: token}}},
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            err.print(f"[red]error:[/red] no MemberCluster {namespace}/{cluster}")
+        else:
+            err.print(f"[red]error:[/red] annotating MemberCluster {namespace}/{cluster}: {exc.reason}")
+        raise typer.Exit(2) from None
+    console = Console()
+    if wait <= 0:
+        console.print(f"restore of {cluster} requested ({RESTORE_ANNOTATION}={token})")
+        return
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        mc = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "memberclusters", cluster)
+        st = mc.get("status") or {}
+        if st.get("driftRestored") == token:
+            console.print(f"[green]restored[/green] {cluster}: the Blueprint's state was applied again")
+            return
+        time.sleep(1.0)
+    err.print(
+        f"[red]error:[/red] the operator did not carry out the restore of {cluster} within {wait:.0f}s: "
+        f"see `blueprintd status` and the MemberCluster's status.lastError ({RESTORE_ANNOTATION}={token} stays "
+        "set and is carried out once the cluster reconciles)"
+    )
+    raise typer.Exit(1)
 
 
 # --- blueprintd plan --------------------------------------------------------------------------

@@ -48,9 +48,9 @@ app.add_typer(rollout_app, name="rollout")
 from blueprintd.cli.git import git_app  # noqa: E402  (blueprintd git status)
 
 app.add_typer(git_app, name="git")
-from blueprintd.cli.drift import drift_cmd, plan_cmd  # noqa: E402  (blueprintd drift, blueprintd plan)
+from blueprintd.cli.drift import drift_app, plan_cmd  # noqa: E402  (blueprintd drift [restore], blueprintd plan)
 
-app.command("drift")(drift_cmd)
+app.add_typer(drift_app, name="drift")
 app.command("plan")(plan_cmd)
 # --- end COMMANDS ---
 

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 
 from blueprintd.cluster.session import MemberSession, StepFailed
 from blueprintd.plan.inventory import Inventory, inventory_of
-from blueprintd.plan.planner import ClusterPlan, plan_cluster
+from blueprintd.plan.planner import Action, ClusterPlan, plan_cluster
 from blueprintd.render.desired import DesiredState
 
 
 @dataclass
 class AddonResult:
     name: str
-    state: str  # Pending | Installing | Ready | Failed
+    state: str  # Pending | Installing | Ready | Drifted | Failed
     message: str = ""
 
 
@@ -35,15 +35,24 @@ class ReconcileResult:
     failed_addon: str = ""
     error: str = ""
     inventory: Inventory | None = None  # set when everything was applied
+    drifted: list[str] = field(default_factory=list)  # add-ons not ready because of held drift
     writes: int = 0
     content_hash: str = ""
 
 
-async def reconcile(session: MemberSession, desired: DesiredState, inventory: Inventory) -> ReconcileResult:
+async def reconcile(
+    session: MemberSession, desired: DesiredState, inventory: Inventory, *, restore_drift: bool = False
+) -> ReconcileResult:
+    """``restore_drift``: also apply what the add-ons' notify/block modes hold back (a person
+    asked for it with ``blueprintd drift restore``)."""
     live = await session.observe(desired, inventory)
-    plan = plan_cluster(desired, live, inventory)
+    plan = plan_cluster(desired, live, inventory, restore_drift=restore_drift)
     result = ReconcileResult(blueprint=desired.blueprint, version=desired.version, plan=plan)
     steps = {s.addon: s for s in plan.steps}
+    held: dict[str, Action] = {}
+    for a in plan.held:  # per add-on, something missing first: that is what keeps it from ready
+        if a.addon and (a.addon not in held or _missing(a)):
+            held[a.addon] = a
     failed = False
     for step in desired.steps:
         if failed:
@@ -52,7 +61,22 @@ async def reconcile(session: MemberSession, desired: DesiredState, inventory: In
         step_plan = steps[step.addon]
         try:
             if step_plan.empty:
-                ok, _ = await session.step_ready(step)
+                ok, why = await session.step_ready(step)
+                h = held.get(step.addon)
+                if h is not None and (not ok or _missing(h)):
+                    # Drift the mode leaves alone (a deleted object, an uninstalled release):
+                    # waiting cannot make it whole, so say so now instead of timing out.
+                    why = why if not ok else "incomplete"
+                    result.drifted.append(step.addon)
+                    result.addons.append(
+                        AddonResult(
+                            step.addon,
+                            "Drifted",
+                            f"{why}: {h.target} {h.reason}; drift mode {step.drift.mode} leaves it as it is "
+                            "(restore it with `blueprintd drift restore`, or by hand)",
+                        )
+                    )
+                    continue
                 if not ok:
                     timeout = float(step.readiness.timeout_seconds) if step.readiness else 300.0
                     await session.wait_ready(step, timeout)
@@ -78,6 +102,12 @@ async def reconcile(session: MemberSession, desired: DesiredState, inventory: In
         result.error = str(exc)
         result.failed_addon = exc.addon
         return result
-    result.ready = True
+    # Held drift never changes what was applied: the inventory is the desired one either way.
+    result.ready = not result.drifted
     result.inventory = inventory_of(desired)
     return result
+
+
+def _missing(action: Action) -> bool:
+    """The held drift is something deleted (an object, a release), not a changed field."""
+    return action.kind == "helm-install" or (action.kind == "apply" and action.reason == "object missing")

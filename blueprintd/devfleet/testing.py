@@ -7,7 +7,12 @@ benchmarks and the demo use exactly the same code paths as the tests.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import subprocess
+import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -87,3 +92,126 @@ def dynamic_client(cluster: ClusterHandle) -> Any:
     from kubernetes import dynamic
 
     return dynamic.DynamicClient(cluster.api_client())
+
+
+class OperatorProcess:
+    """``blueprintd operator …`` as a subprocess that a scenario can stop, kill and start again."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.log = log
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})}
+            )
+
+    def stop(self) -> None:
+        """Graceful: SIGTERM, then SIGKILL after 15 s."""
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def kill(self) -> None:
+        """No graceful shutdown: a crash at an arbitrary point."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+class TcpProxy:
+    """A TCP relay on 127.0.0.1 in front of a member API server, to cut the network between
+    the operator and that member while everyone else still reaches it.
+
+    TLS passes through untouched (the member's certificate names 127.0.0.1). ``cut()`` drops
+    every open connection and refuses new ones until ``restore()``; the listening port stays
+    the same, so the operator's kubeconfig keeps working once the link is back.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        self._open = True
+        self._stopped = False
+        self._thread = threading.Thread(target=self._accept, name="tcp-proxy", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def to(cls, server_url: str) -> TcpProxy:
+        parsed = urllib.parse.urlsplit(server_url)
+        return cls(parsed.hostname or "127.0.0.1", parsed.port or 443)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def cut(self) -> None:
+        with self._lock:
+            self._open = False
+            conns, self._conns = self._conns, set()
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+            c.close()
+
+    def restore(self) -> None:
+        with self._lock:
+            self._open = True
+
+    def close(self) -> None:
+        self._stopped = True
+        self.cut()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if not self._open:
+                    client.close()
+                    continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._conns |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+            src.close()  # the other direction's thread closes dst
+            with self._lock:
+                self._conns -= {src, dst}

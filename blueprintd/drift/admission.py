@@ -119,9 +119,7 @@ def object_policy(blueprint: str, operator_users: Iterable[str]) -> list[dict[st
                         "scope": "*",
                     }
                 ],
-                "objectSelector": {
-                    "matchLabels": {MODE_LABEL: "block", BLUEPRINT_LABEL: _label_value(blueprint)}
-                },
+                "objectSelector": {"matchLabels": {MODE_LABEL: "block", BLUEPRINT_LABEL: _label_value(blueprint)}},
             },
             "matchConditions": [{"name": "not-exempt", "expression": f"!({exempt_expression(operator_users)})"}],
             "validations": [{"expression": "false", "messageExpression": message, "reason": "Forbidden"}],
@@ -144,9 +142,7 @@ def node_label_policy(
         k = _cel(key)
         old = f"(has(oldObject.metadata.labels) && {k} in oldObject.metadata.labels)"
         new = f"(has(object.metadata.labels) && {k} in object.metadata.labels)"
-        checks.append(
-            f"({old} == {new} && (!{old} || oldObject.metadata.labels[{k}] == object.metadata.labels[{k}]))"
-        )
+        checks.append(f"({old} == {new} && (!{old} || oldObject.metadata.labels[{k}] == object.metadata.labels[{k}]))")
     policy = {
         "apiVersion": API_VERSION,
         "kind": "ValidatingAdmissionPolicy",

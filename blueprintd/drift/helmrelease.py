@@ -93,6 +93,11 @@ def decode(obj: dict[str, Any]) -> ReleaseRecord | None:
     )
 
 
+def secret_name(release: str, revision: int) -> str:
+    """Helm's storage Secret of one revision (the ``secrets`` driver's naming)."""
+    return f"sh.helm.release.v1.{release}.v{revision}"
+
+
 def current(records: Iterable[ReleaseRecord]) -> ReleaseRecord | None:
     """The release's current revision: the highest one (what ``helm status`` shows)."""
     return max(records, key=lambda r: r.revision, default=None)

@@ -44,6 +44,7 @@ from blueprintd.drift import admission, helmrelease, report
 from blueprintd.drift.detect import Drift, DriftIndex, Ref, Target, node_target, release_target, rendered_objects
 from blueprintd.drift.respond import GUARD_MANAGER, Responder
 from blueprintd.drift.watch import ApiCounter, Changed, Lost, MemberWatch, StreamSpec, Synced
+from blueprintd.plan.planner import apply_body
 from blueprintd.render.desired import DesiredState
 
 log = logging.getLogger("blueprintd.drift")
@@ -51,7 +52,24 @@ log = logging.getLogger("blueprintd.drift")
 DEFAULT_RESYNC_SECONDS = 300.0
 # Objects a Helm release renders that are watched for drift: the workloads and their config.
 # Everything else a chart renders is covered by release-level drift (chart, values, status).
-RENDERED_KINDS = frozenset({"Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob", "ConfigMap"})
+# Kinds of a release's rendered objects that are watched: namespaced, rendered the same way
+# every time, and what people edit by hand. Cluster-scoped kinds (ClusterRoles, CRDs, custom
+# resources) and Secrets are not: a deletion of one shows only through the add-on's readiness.
+RENDERED_KINDS = frozenset(
+    {
+        "Deployment",
+        "DaemonSet",
+        "StatefulSet",
+        "Job",
+        "CronJob",
+        "ConfigMap",
+        "ServiceAccount",
+        "Service",
+        "Role",
+        "RoleBinding",
+        "NetworkPolicy",
+    }
+)
 NODE_STREAM = StreamSpec("v1", "Node")
 RENDERED_GRACE = 0.5  # seconds a deleted rendered object waits for its release's record to change
 
@@ -251,9 +269,7 @@ class ClusterMonitor:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    async def start(
-        self, carried: tuple[dict[report.Key, DriftEntry], dict[str, Any] | None] | None = None
-    ) -> None:
+    async def start(self, carried: tuple[dict[report.Key, DriftEntry], dict[str, Any] | None] | None = None) -> None:
         """Begin with what a previous monitor of this cluster found, else with the stored report."""
         if carried is not None:
             self.entries, self.written = carried
@@ -431,6 +447,29 @@ class ClusterMonitor:
         for oid in self.index.rendered.get(rid, []):
             self._check(self.index.objects[oid].target)
         self._check(self.index.releases[rid].target)
+        self._protect_release(rid)
+
+    def _protect_release(self, rid: str) -> None:
+        """In block mode, label the release's current storage Secret too: ``helm uninstall``
+        and ``helm rollback`` by a person start by updating it, so the policy refuses them
+        before they touch anything. (Helm rewrites the Secret's labels on every revision the
+        operator makes; the next event puts the block labels back.)"""
+        tracked = self.index.releases.get(rid)
+        rel = self.releases.get(rid)
+        cur = helmrelease.current(rel.records.values()) if rel else None
+        if tracked is None or cur is None or tracked.step.drift.mode != "block":
+            return
+        ns = tracked.target.ref.namespace
+        secret = self.cache.get(secret_stream(ns), {}).get((ns, helmrelease.secret_name(cur.name, cur.revision)))
+        if secret is None:
+            return
+        want = admission.block_labels(tracked.desired.blueprint)
+        labels = (secret.get("metadata") or {}).get("labels") or {}
+        key = f"guard:Secret {ns}/{secret['metadata']['name']}"
+        if all(labels.get(k) == v for k, v in want.items()) or key in self.busy:
+            return
+        obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret["metadata"]["name"], "namespace": ns}}
+        self.busy[key] = asyncio.create_task(self._guard(key, obj, want))
 
     def _index_rendered(self, rid: str) -> bool:
         """Derive the rendered targets from the release's current revision; True if they changed."""
@@ -557,7 +596,8 @@ class ClusterMonitor:
     ) -> None:
         try:
             if target.kind in ("object", "rendered"):
-                msg = await self.responder.restore_object(self.index.objects[target.id].obj)
+                tracked = self.index.objects[target.id]
+                msg = await self.responder.restore_object(apply_body(tracked.step, tracked.obj, self._live(target)))
             elif target.kind == "release":
                 msg = await self.responder.restore_release(self.index.releases[target.id].step)
             else:

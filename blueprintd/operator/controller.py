@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from blueprintd.api import membercluster
 from blueprintd.api.blueprint import Blueprint
 from blueprintd.api.common import matches
 from blueprintd.api.revision import revision_name
@@ -35,6 +36,7 @@ log = logging.getLogger("blueprintd.operator")
 
 ROLLBACK_ANNOTATION = "blueprintd.io/rollback-to"  # "<version>@<spec.version it was set at>"
 PAUSE_ANNOTATION = "blueprintd.io/rollout-paused"
+RESTORE_ANNOTATION = membercluster.RESTORE_ANNOTATION
 RESUME_ANNOTATION = "blueprintd.io/rollout-resume"
 
 
@@ -306,6 +308,10 @@ class Controller:
             )
             return
 
+        # `blueprintd drift restore` sets the annotation; a value not carried out yet makes this
+        # reconcile also apply the drift that notify/block modes otherwise leave alone.
+        restore_request = ((mc["metadata"].get("annotations") or {}).get(RESTORE_ANNOTATION) or "").strip()
+        restore = bool(restore_request) and restore_request != st.get("driftRestored", "")
         blueprints = [b for b in await self.store.list("Blueprint") if (b.get("status") or {}).get("revision")]
         progress = {p["blueprint"]: p for p in st.get("blueprints") or []}
         applied = {a["blueprint"]: a for a in st.get("appliedRevisions") or []}
@@ -331,7 +337,7 @@ class Controller:
                 addons += [a for a in st.get("addons") or [] if a.get("blueprint") == bp_name]
                 last_error = prev.get("message", "")
                 continue
-            result, err = await self._reconcile_blueprint(session, bp_name, version, facts, mc, prev)
+            result, err = await self._reconcile_blueprint(session, bp_name, version, facts, mc, prev, restore)
             if result is not None and result.writes:
                 metrics.MEMBER_WRITES.labels(cluster=name).inc(result.writes)
             entry = _progress_entry(bp_name, version, result, err, prev)
@@ -369,6 +375,7 @@ class Controller:
             for p in facts.pools
         ]
         all_ready = all(p.get("state") == "Ready" for p in progress.values()) and bool(progress)
+        drifted = "; ".join(p.get("message", "") for p in progress.values() if p.get("state") == "Drifted")
         summary = ", ".join(f"{a['blueprint']}@{a['version']}" for a in applied.values())
         new_status = {
             "reachable": True,
@@ -379,20 +386,25 @@ class Controller:
             "revisionSummary": summary,
             "addons": addons,
             "lastError": last_error[:4096],
+            "driftRestored": restore_request if restore and not last_error else st.get("driftRestored", ""),
             "conditions": _merge_conds(
                 conds,
                 condition("Reachable", True, "Connected", f"Kubernetes {k8s_version}", conds),
                 condition(
                     "Ready",
                     all_ready,
-                    "Converged" if all_ready else "NotConverged",
-                    last_error or ("all blueprints applied" if all_ready else "converging"),
+                    "Converged" if all_ready else ("DriftHeld" if drifted and not last_error else "NotConverged"),
+                    last_error or drifted or ("all blueprints applied" if all_ready else "converging"),
                     conds,
                 ),
             ),
         }
         await self.store.patch_status("MemberCluster", mc, new_status)
-        ready = [d for (c, b), d in self._rendered.items() if c == name and progress.get(b, {}).get("state") == "Ready"]
+        ready = [
+            d
+            for (c, b), d in self._rendered.items()
+            if c == name and progress.get(b, {}).get("state") in ("Ready", "Drifted")
+        ]
         await self.drift.track(name, session, ready, mc)
         metrics.CLUSTER_READY.labels(cluster=name).set(1 if all_ready and not last_error else 0)
         metrics.RECONCILES.labels(kind="MemberCluster", result="ok" if not last_error else "failed").inc()
@@ -415,6 +427,7 @@ class Controller:
         facts: Any,
         mc: dict[str, Any],
         prev: dict[str, Any],
+        restore: bool = False,
     ) -> tuple[ReconcileResult | None, str]:
         rev = await self.store.get("BlueprintRevision", revision_name(bp_name, version))
         if rev is None:
@@ -444,7 +457,7 @@ class Controller:
             return None, f"render failed: {exc}"
         self._rendered[(mc["metadata"]["name"], bp_name)] = desired
         inventory = Inventory.model_validate(prev.get("inventory") or {"blueprint": bp_name})
-        result = await reconcile(session, desired, inventory)
+        result = await reconcile(session, desired, inventory, restore_drift=restore)
         result.content_hash = str(rev["spec"].get("contentHash", ""))
         if result.writes:
             log.info(
@@ -483,6 +496,9 @@ def _progress_entry(
         state, addon = "Failed", ""
     elif result.ready:
         state, addon = "Ready", ""
+    elif result.drifted and not result.failed_addon:
+        state, addon = "Drifted", ""
+        err = "; ".join(f"{a.name}: {a.message}" for a in result.addons if a.state == "Drifted")
     else:
         state, addon = "Failed", result.failed_addon
     same = prev.get("version") == version and prev.get("state") == state

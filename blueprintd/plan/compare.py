@@ -90,6 +90,38 @@ def ignored(path: str, ignore: tuple[str, ...]) -> bool:
     return _ignored(path, ignore)
 
 
+def keep_ignored_live(desired: Any, live: Any, ignore: tuple[str, ...], base: str = "") -> Any:
+    """A copy of ``desired`` in which every field an ignore rule covers carries the live value
+    (or is left out when the live object has none).
+
+    What blueprintd applies to an existing object: the fields that belong to someone else by
+    declaration (an autoscaler's ``spec.replicas``) must keep the value they have, or a restore
+    of one drifted field would reset them. Only on creation is the Blueprint's value used.
+    """
+    if isinstance(desired, dict):
+        out: dict[str, Any] = {}
+        for key, value in desired.items():
+            path = _join(base, key)
+            live_value = live.get(key, _MISSING) if isinstance(live, dict) else _MISSING
+            if _user_ignored(path, ignore):
+                if live_value is not _MISSING:
+                    out[key] = live_value
+                continue
+            out[key] = keep_ignored_live(value, None if live_value is _MISSING else live_value, ignore, path)
+        return out
+    if isinstance(desired, list):
+        items = live if isinstance(live, list) and len(live) == len(desired) else [None] * len(desired)
+        return [keep_ignored_live(v, items[i], ignore, _join(base, i)) for i, v in enumerate(desired)]
+    return desired
+
+
+_MISSING = object()
+
+
+def _user_ignored(path: str, ignore: tuple[str, ...]) -> bool:
+    return any(_ignore_regex(pat).match(path) for pat in ignore)
+
+
 def diff_owned(desired: Any, live: Any, ignore: tuple[str, ...] = (), base: str = "") -> list[FieldDiff]:
     """Differences on the fields ``desired`` sets; empty when ``live`` satisfies it."""
     if base and _ignored(base, ignore):
@@ -128,8 +160,6 @@ def _scalar_equal(a: Any, b: Any) -> bool:
     # int-or-string fields); those are the same value to the user.
     if isinstance(a, bool) or isinstance(b, bool):
         return False
-    if (isinstance(a, int | float) and isinstance(b, str)) or (
-        isinstance(b, int | float) and isinstance(a, str)
-    ):
+    if (isinstance(a, int | float) and isinstance(b, str)) or (isinstance(b, int | float) and isinstance(a, str)):
         return str(a) == str(b)
     return False

@@ -12,14 +12,12 @@ from typing import Any, Literal
 
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import DriftMode
-from blueprintd.plan.compare import FieldDiff, diff_owned
+from blueprintd.plan.compare import FieldDiff, diff_owned, keep_ignored_live
 from blueprintd.plan.inventory import Inventory, content_hash, node_labels_hash, object_key, release_hash
 from blueprintd.plan.live import LiveState, ReleaseState
 from blueprintd.render.desired import DesiredState, Step
 
-ActionKind = Literal[
-    "helm-install", "helm-upgrade", "apply", "delete-object", "helm-uninstall", "label-nodes"
-]
+ActionKind = Literal["helm-install", "helm-upgrade", "apply", "delete-object", "helm-uninstall", "label-nodes"]
 
 
 class Action(ApiModel):
@@ -97,25 +95,43 @@ def _extra_values(desired: Any, live: Any, base: str = "") -> list[str]:
     return out
 
 
-def object_diffs(step: Step, obj: dict[str, Any], live: dict[str, Any] | None) -> list[FieldDiff]:
-    """Owned-field differences of one manifest, honouring the step's drift ignore rules."""
+def ignore_paths(step: Step, obj: dict[str, Any]) -> tuple[str, ...]:
+    """The step's drift ignore rules that apply to ``obj`` (dotted or JSON pointer paths)."""
     kind = obj.get("kind", "")
     name = (obj.get("metadata") or {}).get("name", "")
     ignore: list[str] = []
     for rule in step.drift.ignore:
         if (rule.kind in (None, kind)) and (rule.name in (None, name)):
-            ignore.extend(rule.paths)  # dotted or JSON pointer: diff_owned understands both
+            ignore.extend(rule.paths)
+    return tuple(ignore)
+
+
+def object_diffs(step: Step, obj: dict[str, Any], live: dict[str, Any] | None) -> list[FieldDiff]:
+    """Owned-field differences of one manifest, honouring the step's drift ignore rules."""
     if live is None:
         return [FieldDiff(".", obj, None, missing=True)]
-    return diff_owned(obj, live, tuple(ignore))
+    return diff_owned(obj, live, ignore_paths(step, obj))
 
 
-def plan_cluster(desired: DesiredState, live: LiveState, inventory: Inventory) -> ClusterPlan:
+def apply_body(step: Step, obj: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
+    """What to server-side apply for ``obj``: the manifest, except that on an existing object
+    the fields an ignore rule covers keep their live value (see ``keep_ignored_live``)."""
+    ignore = ignore_paths(step, obj)
+    if live is None or not ignore:
+        return obj
+    body: dict[str, Any] = keep_ignored_live(obj, live, ignore)
+    return body
+
+
+def plan_cluster(
+    desired: DesiredState, live: LiveState, inventory: Inventory, *, restore_drift: bool = False
+) -> ClusterPlan:
     """The actions that take the cluster from ``live`` to ``desired``.
 
     ``inventory`` is what blueprintd applied for this Blueprint before (kept in the
     MemberCluster status): anything in it that ``desired`` no longer has is pruned, objects
-    before releases, in reverse install order.
+    before releases, in reverse install order. Drift of ``notify``/``block`` add-ons goes to
+    ``held`` unless ``restore_drift`` (a person asked for it to be put back).
     """
     plan = ClusterPlan(cluster=desired.cluster, blueprint=desired.blueprint, version=desired.version)
     wanted_objects: set[str] = set()
@@ -136,9 +152,7 @@ def plan_cluster(desired: DesiredState, live: LiveState, inventory: Inventory) -
                     target=f"HelmRelease {key[0]}/{key[1]}",
                     reason=reason,
                 )
-                held = current is not None and _held(
-                    step.drift.mode, applied_releases.get(key), release_hash(step.helm)
-                )
+                held = not restore_drift and _held(step.drift.mode, applied_releases.get(key), release_hash(step.helm))
                 (plan.held if held else sp.actions).append(action)
         for obj in desired_objects(step):
             k = object_key(obj)
@@ -151,13 +165,17 @@ def plan_cluster(desired: DesiredState, live: LiveState, inventory: Inventory) -
                     if diffs[0].missing and diffs[0].path == "."
                     else ("fields differ: " + ", ".join(d.path for d in diffs[:5]))
                 )
-                action = Action(kind="apply", addon=step.addon, target=k, reason=first, object=obj)
-                held = current_obj is not None and _held(step.drift.mode, applied_objects.get(k), content_hash(obj))
+                action = Action(
+                    kind="apply", addon=step.addon, target=k, reason=first, object=apply_body(step, obj, current_obj)
+                )
+                held = not restore_drift and _held(step.drift.mode, applied_objects.get(k), content_hash(obj))
                 (plan.held if held else sp.actions).append(action)
         plan.steps.append(sp)
     labels = _label_actions(desired, live, inventory)
-    if labels and _held(
-        node_label_mode(desired), inventory.node_labels_hash, node_labels_hash(wanted_node_labels(desired))
+    if (
+        labels
+        and not restore_drift
+        and _held(node_label_mode(desired), inventory.node_labels_hash, node_labels_hash(wanted_node_labels(desired)))
     ):
         plan.held += labels
     else:
@@ -167,14 +185,23 @@ def plan_cluster(desired: DesiredState, live: LiveState, inventory: Inventory) -
     for o in reversed(inventory.objects):
         if o.key not in wanted_objects:
             plan.prune.append(
-                Action(kind="delete-object", addon=o.addon, target=o.key, reason="no longer in the blueprint",
-                       object=o.ref())
+                Action(
+                    kind="delete-object",
+                    addon=o.addon,
+                    target=o.key,
+                    reason="no longer in the blueprint",
+                    object=o.ref(),
+                )
             )
     for r in reversed(inventory.releases):
         if (r.namespace, r.name) not in wanted_releases:
             plan.prune.append(
-                Action(kind="helm-uninstall", addon=r.addon, target=f"HelmRelease {r.namespace}/{r.name}",
-                       reason="no longer in the blueprint")
+                Action(
+                    kind="helm-uninstall",
+                    addon=r.addon,
+                    target=f"HelmRelease {r.namespace}/{r.name}",
+                    reason="no longer in the blueprint",
+                )
             )
     return plan
 
@@ -183,16 +210,15 @@ def _held(mode: DriftMode, applied_hash: str | None, wanted_hash: str) -> bool:
     """A difference is drift, not a Blueprint change, when the Blueprint still renders exactly
     what was applied last time. Drift of a ``notify`` or ``block`` add-on is reported by the
     drift monitor and must not be overwritten by a periodic reconcile; ``remediate`` drift is
-    simply applied. (A deleted object or release is recreated in every mode: the add-on cannot
-    be ready without it, and ``block`` refuses deletions anyway.)"""
+    simply applied. That holds for deletions too: a NetworkPolicy or release deleted under
+    ``notify`` stays deleted and reported until a person restores it (``blueprintd drift
+    restore``) or the Blueprint changes; the add-on shows as ``Drifted`` meanwhile."""
     return mode != "remediate" and bool(applied_hash) and applied_hash == wanted_hash
 
 
 def node_label_mode(desired: DesiredState) -> DriftMode:
-    """Node labels belong to no add-on: they follow the Blueprint-wide mode, which is the mode
-    every add-on shares; when add-ons override it differently, labels are remediated."""
-    modes = {s.drift.mode for s in desired.steps}
-    return modes.pop() if len(modes) == 1 else "remediate"
+    """Node labels belong to no add-on: they follow the Blueprint's own ``spec.drift.mode``."""
+    return desired.node_label_drift
 
 
 def wanted_node_labels(desired: DesiredState) -> dict[str, dict[str, str]]:

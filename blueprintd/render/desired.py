@@ -16,7 +16,7 @@ import yaml
 from pydantic import Field
 
 from blueprintd.api.base import ApiModel
-from blueprintd.api.blueprint import DriftPolicy, Readiness
+from blueprintd.api.blueprint import DriftMode, DriftPolicy, Readiness
 
 
 class HelmRelease(ApiModel):
@@ -84,6 +84,10 @@ class DesiredState(ApiModel):
     parameters: dict[str, Any] = Field(default_factory=dict, description="Effective parameters.")
     steps: list[Step] = Field(default_factory=list, description="Add-ons in install order.")
     node_labels: list[NodeLabels] = Field(default_factory=list, description="Node labels per pool.")
+    node_label_drift: DriftMode = Field(
+        default="remediate",
+        description="Drift mode of the node labels: the Blueprint's spec.drift.mode (labels belong to no add-on).",
+    )
     explanations: list[Explanation] = Field(default_factory=list, description="Why each overlay did or did not apply.")
 
     def step(self, addon: str) -> Step:

@@ -357,6 +357,7 @@ class _Renderer:
             parameters=dict(sorted(self.params.items())),
             steps=self.steps(),
             node_labels=self.node_labels(),
+            node_label_drift=self.c.blueprint.spec.drift.mode,
             explanations=self.explanations,
         )
 

@@ -20,7 +20,7 @@ from blueprintd.render.desired import DesiredState
 CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "ops"}, "data": {"a": "1"}}
 
 
-def desired(modes: tuple[str, str]) -> DesiredState:
+def desired(modes: tuple[str, str], blueprint_mode: str = "remediate") -> DesiredState:
     data: dict[str, Any] = {
         "blueprint": "platform",
         "version": "1.0.0",
@@ -32,6 +32,7 @@ def desired(modes: tuple[str, str]) -> DesiredState:
              "manifests": [{**CM, "metadata": {"name": "other", "namespace": "ops", "labels": {"x": "y"}}}]},
         ],
         "nodeLabels": [{"pool": "h100", "nodes": ["n1", "n2"], "labels": {"nvidia.com/mig.config": "all-1g.10gb"}}],
+        "nodeLabelDrift": blueprint_mode,
     }
     return DesiredState.model_validate(data)
 
@@ -83,6 +84,7 @@ def test_policies_per_blueprint_follow_the_modes() -> None:
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     ]
-    # every add-on in block mode: node labels are guarded too
-    assert len(policies([desired(("block", "block"))], ["op"])["platform"]) == 4
+    # the Blueprint's own mode is block: its node labels are guarded too
+    assert len(policies([desired(("block", "block"), "block")], ["op"])["platform"]) == 4
+    assert len(policies([desired(("remediate", "remediate"), "block")], ["op"])["platform"]) == 2
     assert policies([desired(("notify", "remediate"))], ["op"]) == {"platform": []}

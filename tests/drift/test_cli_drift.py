@@ -51,8 +51,8 @@ def test_summary_counts_open_drift_and_lists_unmonitored_clusters() -> None:
 
 def test_commands_are_registered_with_examples() -> None:
     runner = CliRunner()
-    for command in ("drift", "plan"):
-        result = runner.invoke(app, [command, "--help"])
-        assert result.exit_code == 0 and f"blueprintd {command}" in result.stdout
+    for command in (["drift"], ["plan"], ["drift", "restore"]):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0 and f"blueprintd {' '.join(command)}" in result.stdout
     both = runner.invoke(app, ["drift", "--cluster", "x", "--all"])
     assert both.exit_code == 2

@@ -12,95 +12,51 @@ made around that is still found. Everything created here is removed at the end.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
-import os
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from drift_scenario import (
+    RESYNC,
+    Member,
+    as_alice,
+    entries,
+    entry,
+    install_crds,
+    kubectl,
+    mc_status,
+    member_core,
+    operator_process,
+    register,
+    remove_from_management,
+    remove_from_member,
+    report,
+    run,
+)
 from kubernetes import client
 
 from blueprintd.devfleet.binaries import Binaries
-from blueprintd.devfleet.demo import OPERATOR_USER, mirror_flags
-from blueprintd.devfleet.fleet import ClusterHandle, Fleet
-from blueprintd.devfleet.testing import wait_for
+from blueprintd.devfleet.demo import OPERATOR_USER
+from blueprintd.devfleet.fleet import Fleet
+from blueprintd.devfleet.testing import OperatorProcess, wait_for
 
 pytestmark = pytest.mark.fleet
 
-REPO = Path(__file__).resolve().parents[2]
-GROUP, VERSION = "blueprintd.io", "v1alpha1"
-RESYNC = 4.0  # drift full-resync interval for this operator run (seconds)
-
 
 @dataclass
-class Env:
-    fleet: Fleet
-    bins: Binaries
-    member: ClusterHandle
-    uid: str
-    ns: str  # management namespace
+class Env(Member):
     bp: str
     kai_ns: str
     tenant_ns: str
     release: str
     label: str
-    alice: Path  # a person with cluster-admin rights on member-1
-    operator: Operator
-
-    @property
-    def cluster(self) -> str:
-        return self.member.name
-
-
-class Operator:
-    """``blueprintd operator`` as a subprocess we can stop and start again."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.args = args
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(os.environ, BLUEPRINTD_DRIFT_RESYNC=str(RESYNC))
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
-def run(cmd: list[str], check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, input=stdin)
-    if check:
-        assert proc.returncode == 0, f"{' '.join(cmd[:6])}...: {proc.stderr or proc.stdout}"
-    return proc
-
-
-def kubectl(env: Env, kubeconfig: Path, *args: str, check: bool = True, stdin: str | None = None) -> str:
-    return run([str(env.bins.kubectl), "--kubeconfig", str(kubeconfig), *args], check, stdin).stdout
-
-
-def as_alice(env: Env, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run([str(env.bins.kubectl), "--kubeconfig", str(env.alice), *args], check)
+    operator: OperatorProcess
 
 
 def blueprint(env: Env) -> dict[str, Any]:
@@ -183,43 +139,6 @@ def blueprint(env: Env) -> dict[str, Any]:
     }
 
 
-def custom(env: Env) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(env.fleet.management.api_client())
-
-
-def report(env: Env) -> dict[str, Any] | None:
-    with contextlib.suppress(client.ApiException):
-        obj: dict[str, Any] = custom(env).get_namespaced_custom_object(
-            GROUP, VERSION, env.ns, "driftreports", env.cluster
-        )
-        return obj
-    return None
-
-
-def entries(env: Env) -> list[dict[str, Any]]:
-    rep = report(env) or {}
-    return list((rep.get("status") or {}).get("entries") or [])
-
-
-def entry(env: Env, kind: str, name: str, path: str | None = None, **want: Any) -> dict[str, Any] | None:
-    """The report entry of ``kind``/``name`` (and ``path``) whose fields match ``want``."""
-    for e in entries(env):
-        if e["object"]["kind"] != kind or e["object"]["name"] != name or (path and e["path"] != path):
-            continue
-        if all(e.get(k) == v if v is not ... else e.get(k) for k, v in want.items()):
-            return e
-    return None
-
-
-def mc_status(env: Env) -> dict[str, Any]:
-    obj = custom(env).get_namespaced_custom_object(GROUP, VERSION, env.ns, "memberclusters", env.cluster)
-    return dict(obj.get("status") or {})
-
-
-def member_core(env: Env) -> client.CoreV1Api:
-    return client.CoreV1Api(env.member.api_client())
-
-
 def h100_nodes(env: Env) -> list[str]:
     return [n for n in env.member.nodes if "-h100-" in n]
 
@@ -231,36 +150,19 @@ def env(
     uid = uuid.uuid4().hex[:6]
     member = fleet.members[0]
     ns = f"drift-{uid}"
-    args = [
-        sys.executable, "-m", "blueprintd", "operator", "--kubeconfig", str(fleet.management.kubeconfig),
-        "-n", ns, "--helm", str(kube_binaries.helm), "--metrics-port", "0", "--member-resync", "3",
-    ]
-    for m in mirror_flags(chart_repo):
-        args += ["--chart-mirror", m]
     e = Env(
         fleet=fleet, bins=kube_binaries, member=member, uid=uid, ns=ns, bp=f"drift-{uid}",
+        alice=fleet.mint_kubeconfig(member.name, f"alice-{uid}", ["system:masters"]),
         kai_ns=f"kai-{uid}", tenant_ns=f"tenant-{uid}", release=f"kai-{uid}",
         label=f"drift.blueprintd.io/mig-{uid}",
-        alice=fleet.mint_kubeconfig(member.name, f"alice-{uid}", ["system:masters"]),
-        operator=Operator(args, tmp_path_factory.mktemp("drift-operator") / "operator.log"),
+        operator=operator_process(fleet, kube_binaries, chart_repo, ns,
+                                  tmp_path_factory.mktemp("drift-operator") / "operator.log"),
     )
-    mgmt = fleet.management.kubeconfig
-    kubectl(e, mgmt, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    kubectl(e, mgmt, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    kc = fleet.mint_kubeconfig(member.name, OPERATOR_USER, ["system:masters"]).read_text()
-    docs: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
-        {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-         "metadata": {"name": f"{member.name}-kubeconfig", "namespace": ns},
-         "data": {"kubeconfig": base64.b64encode(kc.encode()).decode()}},
-        {"apiVersion": "blueprintd.io/v1alpha1", "kind": "MemberCluster",
-         "metadata": {"name": member.name, "namespace": ns, "labels": {**member.labels, "drift-test": uid}},
-         "spec": {"kubeconfigSecretRef": {"name": f"{member.name}-kubeconfig", "key": "kubeconfig"}}},
-    ]
-    kubectl(e, mgmt, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    install_crds(e)
+    register(e, {"drift-test": uid})
     e.operator.start()
     try:
-        kubectl(e, mgmt, "apply", "-f", "-", stdin=yaml.safe_dump(blueprint(e)))
+        kubectl(e, fleet.management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(blueprint(e)))
 
         def ready() -> bool:
             st = mc_status(e)
@@ -276,27 +178,8 @@ def env(
         yield e
     finally:
         e.operator.stop()
-        cleanup(e)
-
-
-def cleanup(env: Env) -> None:
-    mgmt = env.fleet.management.kubeconfig
-    for args in (
-        ["delete", "-n", env.ns, "blueprint", env.bp, "--ignore-not-found", "--wait=false"],
-        ["delete", "-n", env.ns, "blueprintrevisions", "-l", f"blueprintd.io/blueprint={env.bp}", "--wait=false"],
-        ["delete", "-n", env.ns, "driftreports,memberclusters", "--all", "--wait=false"],
-        ["delete", "namespace", env.ns, "--ignore-not-found", "--wait=false"],
-    ):
-        kubectl(env, mgmt, *args, check=False)
-    kc = env.member.kubeconfig
-    run([str(env.bins.helm), "--kubeconfig", str(kc), "uninstall", env.release, "-n", env.kai_ns], check=False)
-    name = f"blueprintd-drift-block-{env.bp}"
-    kubectl(env, kc, "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name,
-            "--ignore-not-found", check=False)
-    kubectl(env, kc, "delete", "namespace", env.kai_ns, env.tenant_ns, "--ignore-not-found", "--wait=false",
-            check=False)
-    for node in env.member.nodes:
-        kubectl(env, kc, "label", "node", node, f"{env.label}-", check=False)
+        remove_from_management(e, [e.bp])
+        remove_from_member(e, [e.bp], [(e.release, e.kai_ns)], [e.kai_ns, e.tenant_ns], e.label)
 
 
 # --- scenarios, in order ---------------------------------------------------------------------
