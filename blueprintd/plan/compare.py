@@ -135,8 +135,8 @@ def diff_owned(desired: Any, live: Any, ignore: tuple[str, ...] = (), base: str 
             if _ignored(path, ignore):
                 continue
             if key not in live:
-                if desired[key] in (None, {}, []):
-                    continue  # an empty value and an absent field mean the same to the server
+                if _zero(desired[key]):
+                    continue  # the server omits zero values of omitempty fields: absent means the same
                 out.append(FieldDiff(path, desired[key], None, missing=True))
                 continue
             out.extend(diff_owned(desired[key], live[key], ignore, path))
@@ -151,6 +151,12 @@ def diff_owned(desired: Any, live: Any, ignore: tuple[str, ...] = (), base: str 
     if _scalar_equal(desired, live):
         return []
     return [FieldDiff(base, desired, live, missing=live is None)]
+
+
+def _zero(value: Any) -> bool:
+    """Go's zero values, which the API server leaves out of ``omitempty`` fields (``value: ""``
+    of an env var, ``hostNetwork: false``): a manifest that spells them out is not drift."""
+    return value is None or value is False or (type(value) in (int, float) and value == 0) or value in ("", {}, [])
 
 
 def _scalar_equal(a: Any, b: Any) -> bool:

@@ -201,6 +201,12 @@ def test_noop_reconcile_makes_no_write_call(op_fleet: Fleet, operator: Operator)
         assert writes == [], f"{m.name}: {[(w.verb, w.resource, w.name) for w in writes]}"
     mgmt_writes = [w for w in op_fleet.management.audit.writes(mgmt_mark) if w.namespace == NS]
     assert mgmt_writes == [], [(w.verb, w.resource, w.name, w.user) for w in mgmt_writes]
+    # Installing the default blueprint is not drift either: every report is empty, nothing
+    # was "remediated" along the way.
+    for m in op_fleet.members:
+        rep = custom(op_fleet).get_namespaced_custom_object(GROUP, VERSION, NS, "driftreports", m.name)
+        found = (rep.get("status") or {}).get("entries") or []
+        assert found == [], f"{m.name}: {found}"
 
 
 def test_new_version_rolls_out_in_waves_and_survives_an_operator_crash(

@@ -117,3 +117,14 @@ def test_owned_field_comparison_treats_numbers_and_strings_alike() -> None:
     assert diff_owned({"port": 9400, "x": {}}, {"port": "9400"}) == []
     assert [d.path for d in diff_owned({"a": [1, 2]}, {"a": [1]})] == ["a"]
     assert [d.path for d in diff_owned({"flag": True}, {"flag": "true"})] == ["flag"]
+
+
+def test_zero_values_the_server_omits_are_not_differences() -> None:
+    desired = {"spec": {"containers": [{"name": "c", "env": [{"name": "A", "value": ""}]}],
+                        "hostNetwork": False, "priority": 0}}
+    live = {"spec": {"containers": [{"name": "c", "env": [{"name": "A"}]}]}}
+    assert diff_owned(desired, live) == []
+    # ... but a zero value the live object spells differently is one
+    assert [d.path for d in diff_owned({"spec": {"hostNetwork": False}}, {"spec": {"hostNetwork": True}})] == [
+        "spec.hostNetwork"
+    ]
