@@ -10,34 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from blueprintd.errors import ClusterError
+from blueprintd.plan.ref import ObjectRef as ObjectRef  # re-exported: the adapters name objects with it
 
 FIELD_MANAGER = "blueprintd"
-
-
-@dataclass(frozen=True, order=True)
-class ObjectRef:
-    api_version: str
-    kind: str
-    namespace: str
-    name: str
-
-    @classmethod
-    def of(cls, obj: dict[str, Any]) -> ObjectRef:
-        meta = obj.get("metadata") or {}
-        return cls(
-            obj.get("apiVersion", ""),
-            obj.get("kind", ""),
-            meta.get("namespace", "") or "",
-            meta.get("name", ""),
-        )
-
-    def __str__(self) -> str:
-        ns = f"{self.namespace}/" if self.namespace else ""
-        return f"{self.kind} {ns}{self.name}"
 
 
 class ApplyError(ClusterError):

@@ -24,25 +24,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from blueprintd.api.blueprint import DriftMode
+from blueprintd.api.driftreport import DriftReason
 from blueprintd.api.pointer import format_pointer
 from blueprintd.plan.compare import diff_owned, ignored
 from blueprintd.plan.inventory import object_key
 from blueprintd.plan.live import LiveState, ReleaseState
 from blueprintd.plan.planner import _extra_values, node_label_mode, object_diffs, wanted_node_labels
+from blueprintd.plan.ref import ObjectRef
 from blueprintd.render.desired import DesiredState, Step
 
 TargetKind = Literal["object", "rendered", "release", "node"]
-Reason = Literal[
-    "changed",
-    "deleted",
-    "release-missing",
-    "release-status",
-    "release-rollback",
-    "chart",
-    "values",
-    "label-removed",
-    "label-changed",
-]
+Reason = DriftReason
 
 # Field managers that are blueprintd itself: a field they own is the operator's own value.
 OPERATOR_MANAGERS = frozenset({"blueprintd"})
@@ -54,30 +46,7 @@ REDACTED = "<redacted>"
 _SENSITIVE = re.compile(r"(?i)(passw|secret|token|credential|api[-_]?key|private[-_]?key|(^|[-_.])key$)")
 
 
-@dataclass(frozen=True, order=True)
-class Ref:
-    """A Kubernetes object (or Helm release, or node) in a member cluster."""
-
-    api_version: str
-    kind: str
-    namespace: str
-    name: str
-
-    @classmethod
-    def of(cls, obj: dict[str, Any]) -> Ref:
-        meta = obj.get("metadata") or {}
-        return cls(obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", ""))
-
-    def __str__(self) -> str:
-        # The same text as cluster.objects.ObjectRef, so the adapters' ledgers match.
-        ns = f"{self.namespace}/" if self.namespace else ""
-        return f"{self.kind} {ns}{self.name}"
-
-    def to_wire(self) -> dict[str, Any]:
-        out = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
-        if self.namespace:
-            out["namespace"] = self.namespace
-        return out
+Ref = ObjectRef  # what a drift target points at: an object, a Helm release or a node
 
 
 @dataclass(frozen=True, order=True)

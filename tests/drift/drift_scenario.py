@@ -164,3 +164,50 @@ def remove_from_member(env: Member, blueprints: list[str], releases: list[tuple[
     kubectl(env, kc, "delete", "namespace", *namespaces, "--ignore-not-found", "--wait=false", check=False)
     for node in env.member.nodes:
         kubectl(env, kc, "label", "node", node, f"{label}-", check=False)
+
+
+# --- the add-ons the drift scenarios install -----------------------------------------------------
+
+
+def scheduler_addon(namespace: str, release: str) -> dict[str, Any]:
+    """The KAI scheduler stand-in as a Helm add-on: a release whose rendered Deployment people edit."""
+    return {
+        "name": "scheduler",
+        "namespace": namespace,
+        "helm": {
+            "repo": "oci://ghcr.io/nvidia/kai-scheduler",
+            "chart": "kai-scheduler",
+            "version": "v0.10.2",
+            "releaseName": release,
+            "values": {"global": {"gpuSharing": True}},
+        },
+        "readiness": {"timeoutSeconds": 60},
+    }
+
+
+def tenant_manifests() -> list[dict[str, Any]]:
+    """A NetworkPolicy and a Deployment whose replicas an autoscaler owns (ignore /spec/replicas)."""
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "deny-ingress"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "inference"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "inference"}},
+                "template": {
+                    "metadata": {"labels": {"app": "inference"}},
+                    "spec": {"containers": [{"name": "server", "image": "registry.local/infer:1"}]},
+                },
+            },
+        },
+    ]
+
+
+REPLICAS_OWNED_BY_AUTOSCALER = {"ignore": [{"kind": "Deployment", "paths": ["/spec/replicas"]}]}

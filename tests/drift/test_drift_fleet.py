@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from drift_scenario import (
+    REPLICAS_OWNED_BY_AUTOSCALER,
     RESYNC,
     Member,
     as_alice,
@@ -38,6 +39,8 @@ from drift_scenario import (
     remove_from_member,
     report,
     run,
+    scheduler_addon,
+    tenant_manifests,
 )
 from kubernetes import client
 
@@ -71,45 +74,16 @@ def blueprint(env: Env) -> dict[str, Any]:
             "version": "1.0.0",
             "clusterSelector": {"matchLabels": {"drift-test": env.uid}},
             "addons": [
-                {
-                    "name": "scheduler",
-                    "namespace": env.kai_ns,
-                    "helm": {
-                        "repo": "oci://ghcr.io/nvidia/kai-scheduler",
-                        "chart": "kai-scheduler",
-                        "version": "v0.10.2",
-                        "releaseName": env.release,
-                        "values": {"global": {"gpuSharing": True}},
-                    },
-                    "readiness": {"timeoutSeconds": 60},
-                },
+                scheduler_addon(env.kai_ns, env.release),
                 {
                     "name": "tenant",
                     "namespace": env.tenant_ns,
                     "manifests": [
                         cm("tenant-config", {"mode": "strict"}),
-                        {
-                            "apiVersion": "networking.k8s.io/v1",
-                            "kind": "NetworkPolicy",
-                            "metadata": {"name": "deny-ingress"},
-                            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
-                        },
-                        {
-                            "apiVersion": "apps/v1",
-                            "kind": "Deployment",
-                            "metadata": {"name": "inference"},
-                            "spec": {
-                                "replicas": 1,
-                                "selector": {"matchLabels": {"app": "inference"}},
-                                "template": {
-                                    "metadata": {"labels": {"app": "inference"}},
-                                    "spec": {"containers": [{"name": "server", "image": "registry.local/infer:1"}]},
-                                },
-                            },
-                        },
+                        *tenant_manifests(),
                     ],
                     # replicas belong to an autoscaler
-                    "drift": {"ignore": [{"kind": "Deployment", "paths": ["/spec/replicas"]}]},
+                    "drift": REPLICAS_OWNED_BY_AUTOSCALER,
                     "readiness": {"timeoutSeconds": 60},
                 },
                 {

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 from drift_scenario import (
+    REPLICAS_OWNED_BY_AUTOSCALER,
     Member,
     addon_state,
     as_alice,
@@ -43,6 +44,8 @@ from drift_scenario import (
     remove_from_member,
     report,
     run,
+    scheduler_addon,
+    tenant_manifests,
 )
 from kubernetes import client
 
@@ -86,43 +89,12 @@ def blueprint(env: ModeEnv) -> dict[str, Any]:
             "clusterSelector": {"matchLabels": {"drift-modes": env.uid, "drift-mode": env.mode}},
             "drift": {"mode": env.mode},
             "addons": [
-                {
-                    "name": "scheduler",
-                    "namespace": env.kai_ns,
-                    "helm": {
-                        "repo": "oci://ghcr.io/nvidia/kai-scheduler",
-                        "chart": "kai-scheduler",
-                        "version": "v0.10.2",
-                        "releaseName": env.release,
-                        "values": {"global": {"gpuSharing": True}},
-                    },
-                    "readiness": {"timeoutSeconds": 60},
-                },
+                scheduler_addon(env.kai_ns, env.release),
                 {
                     "name": "tenant",
                     "namespace": env.tenant_ns,
-                    "manifests": [
-                        {
-                            "apiVersion": "networking.k8s.io/v1",
-                            "kind": "NetworkPolicy",
-                            "metadata": {"name": "deny-ingress"},
-                            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
-                        },
-                        {
-                            "apiVersion": "apps/v1",
-                            "kind": "Deployment",
-                            "metadata": {"name": "inference"},
-                            "spec": {
-                                "replicas": 1,
-                                "selector": {"matchLabels": {"app": "inference"}},
-                                "template": {
-                                    "metadata": {"labels": {"app": "inference"}},
-                                    "spec": {"containers": [{"name": "server", "image": "registry.local/infer:1"}]},
-                                },
-                            },
-                        },
-                    ],
-                    "drift": {"ignore": [{"kind": "Deployment", "paths": ["/spec/replicas"]}]},
+                    "manifests": tenant_manifests(),
+                    "drift": REPLICAS_OWNED_BY_AUTOSCALER,
                     "readiness": {"timeoutSeconds": 60},
                 },
             ],
