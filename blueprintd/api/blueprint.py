@@ -427,6 +427,9 @@ class Overlay(ApiModel):
 # --- drift, rollout ---------------------------------------------------------------------
 
 
+UnselectAction = Literal["Orphan", "Prune"]
+
+
 class DriftPolicy(ApiModel):
     """What happens when a member cluster's objects differ from the Blueprint."""
 
@@ -531,6 +534,14 @@ class BlueprintSpec(ApiModel):
     )
     drift: DriftPolicy = Field(default_factory=DriftPolicy, description="Drift handling for all add-ons.")
     rollout: Rollout = Field(default_factory=Rollout, description="How new versions reach the clusters.")
+    on_unselect: UnselectAction = Field(
+        default="Orphan",
+        description=(
+            "What happens in a cluster the Blueprint stops selecting (its labels or the clusterSelector changed, "
+            "or the Blueprint was deleted): Orphan leaves the add-ons running, unmanaged; Prune removes "
+            "everything the Blueprint installed there, in reverse install order."
+        ),
+    )
 
     @field_validator("version")
     @classmethod

@@ -171,4 +171,3 @@ class LocalObjectReference(ApiModel):
 
     name: str = Field(description="Name of the referenced object.", max_length=253)
     namespace: str | None = Field(default=None, description="Namespace; defaults to the referrer's namespace.")
-

@@ -64,9 +64,7 @@ class GpuInfo(ApiModel):
     uuid: str
     product_name: str = Field(description="NVML name, e.g. 'NVIDIA H100 80GB HBM3'")
     brand: str = ""
-    architecture: str = Field(
-        default="", description="lowercase GFD family, e.g. hopper, ampere, ada-lovelace"
-    )
+    architecture: str = Field(default="", description="lowercase GFD family, e.g. hopper, ampere, ada-lovelace")
     memory_bytes: int = 0
     compute_capability: str = Field(default="", description="major.minor, e.g. 9.0")
     pci_bus_id: str = ""
@@ -110,9 +108,7 @@ class NodePool(ApiModel):
 
     name: str = Field(description="stable pool name derived from product and configuration")
     nodes: list[str] = Field(default_factory=list)
-    gpu_product: str = Field(
-        default="", description="GFD-style product, e.g. NVIDIA-H100-80GB-HBM3; '' for CPU pools"
-    )
+    gpu_product: str = Field(default="", description="GFD-style product, e.g. NVIDIA-H100-80GB-HBM3; '' for CPU pools")
     gpu_count: int = Field(default=0, description="GPUs per node")
     gpu_memory_mib: int = 0
     gpu_family: str = Field(default="", description="architecture family, e.g. hopper")

@@ -16,9 +16,7 @@ from blueprintd.api.base import ApiModel
 def object_key(obj: dict[str, Any]) -> str:
     """``apiVersion|Kind|namespace|name``: stable identity of a manifest across renders."""
     meta = obj.get("metadata") or {}
-    return "|".join(
-        (obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", ""))
-    )
+    return "|".join((obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", "")))
 
 
 class InventoryObject(ApiModel):

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from blueprintd.api.base import ApiModel
-from blueprintd.api.blueprint import ParamValue
+from blueprintd.api.blueprint import ParamValue, UnselectAction
 from blueprintd.api.common import Condition, ObjectMeta
 from blueprintd.api.inventory import Inventory
 
@@ -118,6 +118,10 @@ class BlueprintProgress(ApiModel):
     inventory: Inventory = Field(
         default_factory=Inventory,
         description="Objects, Helm releases and node-label keys applied for this Blueprint (pruning reads it).",
+    )
+    on_unselect: UnselectAction = Field(
+        default="Orphan",
+        description="The Blueprint's onUnselect when last applied: used when the Blueprint itself is deleted.",
     )
 
 

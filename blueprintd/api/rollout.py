@@ -35,9 +35,7 @@ class ClusterView(ApiModel):
     """
 
     name: str = Field(description="MemberCluster name; unique in one decide() call.", min_length=1)
-    labels: dict[str, str] = Field(
-        default_factory=dict, description="MemberCluster labels (canary selector)."
-    )
+    labels: dict[str, str] = Field(default_factory=dict, description="MemberCluster labels (canary selector).")
     pinned_version: str | None = Field(
         default=None,
         description=(

@@ -203,6 +203,20 @@ class DriftMonitor:
         except Exception:
             log.exception("drift monitor: tracking %s failed", cluster_name)
 
+    async def release_blueprint(self, cluster_name: str, session: MemberSession, blueprint: str) -> None:
+        """A Blueprint stopped selecting ``cluster_name``: remove its block-mode admission
+        policies there, so whatever it leaves behind is writable again. (Its targets leave the
+        watch set on the next ``track``, which is given the remaining Blueprints only.)"""
+        from blueprintd.cluster.objects import ObjectRef
+
+        for suffix in ("", "nodes"):
+            name = admission.policy_name(blueprint, suffix)
+            for kind in ("ValidatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy"):
+                ref = ObjectRef(admission.API_VERSION, kind, "", name)
+                if await asyncio.to_thread(session.objects.get, ref) is not None:
+                    await asyncio.to_thread(session.objects.delete, ref)
+        log.info("drift %s: Blueprint %s released", cluster_name, blueprint)
+
     async def forget(self, cluster_name: str) -> None:
         """Stop watching a cluster (its MemberCluster was deleted or moved to another replica)."""
         async with self._lock:
@@ -323,6 +337,10 @@ class ClusterMonitor:
         refs = {str(t.ref) for t in self.index.targets()}
         helm_addons = {(r.desired.blueprint, r.step.addon) for r in self.index.releases.values()}
         if report.forget_except(self.entries, refs, {d.blueprint for d in desired}, helm_addons):
+            self.dirty = True
+        still = {r for r in self.protected if str(r) in refs}  # an untracked Blueprint protects nothing
+        if still != self.protected:
+            self.protected = still
             self.dirty = True
         self.queue.put_nowait(_RecheckAll())
         self._spawn(self._ensure_policies())

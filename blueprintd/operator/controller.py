@@ -30,6 +30,7 @@ from blueprintd.operator import metrics
 from blueprintd.operator.settings import OperatorSettings
 from blueprintd.plan.inventory import Inventory
 from blueprintd.render import RenderOptions, compile_blueprint, render
+from blueprintd.render.desired import DesiredState
 from blueprintd.rollout import ClusterView, RolloutStatus, decide
 
 log = logging.getLogger("blueprintd.operator")
@@ -317,14 +318,19 @@ class Controller:
         applied = {a["blueprint"]: a for a in st.get("appliedRevisions") or []}
         addons: list[dict[str, Any]] = []
         last_error = ""
+        selecting: set[str] = set()  # Blueprints that (still) select this cluster, or cannot be read
+        on_unselect: dict[str, str] = {}
         for bp in sorted(blueprints, key=lambda b: b["metadata"]["name"]):
             bp_name = bp["metadata"]["name"]
             try:
                 model = Blueprint.model_validate(bp)
             except ValidationError:
+                selecting.add(bp_name)  # never prune on a Blueprint we cannot read
                 continue
+            on_unselect[bp_name] = model.spec.on_unselect
             if not matches(model.spec.cluster_selector, mc["metadata"].get("labels") or {}):
                 continue
+            selecting.add(bp_name)
             version = self._assigned_version(bp, mc)
             if version is None:
                 continue
@@ -341,6 +347,7 @@ class Controller:
             if result is not None and result.writes:
                 metrics.MEMBER_WRITES.labels(cluster=name).inc(result.writes)
             entry = _progress_entry(bp_name, version, result, err, prev)
+            entry["onUnselect"] = model.spec.on_unselect
             progress[bp_name] = entry
             if result is not None:
                 addons += [
@@ -363,6 +370,16 @@ class Controller:
                     }
             if entry["state"] == "Failed":
                 last_error = entry["message"]
+        for bp_name in sorted(set(progress) - selecting):
+            entry = progress[bp_name]
+            action = on_unselect.get(bp_name) or entry.get("onUnselect") or "Orphan"
+            err = await self._unselect(session, mc, bp_name, entry, action)
+            if err:
+                progress[bp_name] = {**entry, "state": "Failed", "message": err[:4096], "lastAttempt": iso(now())}
+                last_error = err
+                continue
+            del progress[bp_name]
+            applied.pop(bp_name, None)
         pools = [
             {
                 "pool": p.name,
@@ -409,6 +426,36 @@ class Controller:
         metrics.CLUSTER_READY.labels(cluster=name).set(1 if all_ready and not last_error else 0)
         metrics.RECONCILES.labels(kind="MemberCluster", result="ok" if not last_error else "failed").inc()
         metrics.RECONCILE_SECONDS.labels(kind="MemberCluster").observe(time.monotonic() - started)
+
+    async def _unselect(
+        self, session: MemberSession, mc: dict[str, Any], bp_name: str, entry: dict[str, Any], action: str
+    ) -> str:
+        """A Blueprint no longer selects this cluster: stop managing what it installed, and with
+        ``onUnselect: Prune`` remove it (reverse install order, node labels included). Returns
+        an error message, or "" when done."""
+        name = mc["metadata"]["name"]
+        self._rendered.pop((name, bp_name), None)  # the drift monitor stops watching it on track()
+        inventory = Inventory.model_validate(entry.get("inventory") or {"blueprint": bp_name})
+        if action == "Prune":
+            empty = DesiredState(
+                blueprint=bp_name, version=str(entry.get("version", "")), revision="", cluster=name, steps=[]
+            )
+            result = await reconcile(session, empty, inventory)
+            if result.error:
+                return f"pruning {bp_name}, which no longer selects this cluster: {result.error}"
+            metrics.MEMBER_WRITES.labels(cluster=name).inc(result.writes)
+        try:
+            await self.drift.release_blueprint(name, session, bp_name)
+        except Exception as exc:  # the member went away mid-way: retried on the next reconcile
+            return f"removing the drift policies of {bp_name}: {type(exc).__name__}: {exc}"
+        what = (
+            "removed everything it had installed"
+            if action == "Prune"
+            else "left its add-ons in place, no longer managed (onUnselect: Orphan)"
+        )
+        log.info("member %s: Blueprint %s no longer selects it: %s", name, bp_name, what)
+        await self.store.event(mc, "BlueprintUnselected", f"Blueprint {bp_name} no longer selects this cluster: {what}")
+        return ""
 
     def _assigned_version(self, bp: dict[str, Any], mc: dict[str, Any]) -> str | None:
         name = mc["metadata"]["name"]

@@ -73,6 +73,7 @@ def blueprint(env: Env) -> dict[str, Any]:
         "spec": {
             "version": "1.0.0",
             "clusterSelector": {"matchLabels": {"drift-test": env.uid}},
+            "onUnselect": "Prune",
             "addons": [
                 scheduler_addon(env.kai_ns, env.release),
                 {
@@ -315,3 +316,31 @@ def test_drift_is_found_after_the_member_or_the_operator_comes_back(env: Env) ->
     as_alice(env, "-n", env.tenant_ns, "patch", "configmap", "observed-config", "--type=merge",
              "-p", '{"data":{"level":"info"}}')
     wait_for(lambda: mc_status(env)["drift"]["open"] == 0, timeout=20, what="no open drift left")
+
+
+def test_a_blueprint_that_stops_selecting_the_cluster_is_pruned_from_it(env: Env) -> None:
+    """``onUnselect: Prune``: relabelling the MemberCluster out of the selector removes all the
+    Blueprint installed there (the block-mode object too: the operator is exempt), its node
+    labels and its admission policy, and drift monitoring of it ends."""
+    kubectl(env, env.fleet.management.kubeconfig, "-n", env.ns, "label", "membercluster", env.cluster,
+            "drift-test-")
+    core = member_core(env)
+
+    def gone() -> bool:
+        st = mc_status(env)
+        return not any(p["blueprint"] == env.bp for p in st.get("blueprints") or [])
+
+    wait_for(gone, timeout=60, interval=0.5, what="the Blueprint to leave the MemberCluster status")
+    status = run([str(env.bins.helm), "--kubeconfig", str(env.member.kubeconfig), "status", env.release,
+                  "-n", env.kai_ns], check=False)
+    assert status.returncode != 0, "the release was uninstalled"
+    names = {c.metadata.name for c in core.list_namespaced_config_map(env.tenant_ns).items}
+    assert not names & {"tenant-config", "observed-config", "guarded-config"}, names
+    for node in env.member.nodes:
+        assert env.label not in (core.read_node(node).metadata.labels or {})
+    policies = kubectl(env, env.member.kubeconfig, "get", "validatingadmissionpolicies", "-o", "name")
+    assert f"blueprintd-drift-block-{env.bp}" not in policies
+    wait_for(lambda: ((report(env) or {}).get("status") or {}).get("summary", {}).get("protected") == 0,
+             timeout=20, what="no object left under protection")
+    evs = client.CoreV1Api(env.fleet.management.api_client()).list_namespaced_event(env.ns).items
+    assert any(ev.reason == "BlueprintUnselected" and "removed everything" in (ev.message or "") for ev in evs)

@@ -303,3 +303,19 @@ def test_block_refuses_every_change_but_the_autoscaler_s(modes: Modes) -> None:
     assert st["drift"]["open"] == 0, report(env)
     assert addon_state(env, "scheduler") == "Ready" and addon_state(env, "tenant") == "Ready"
     assert _drift_exit(env) == 0
+
+
+def test_orphaned_objects_are_left_in_place_and_writable(modes: Modes) -> None:
+    """``onUnselect`` defaults to Orphan: the block Blueprint stops selecting member-1, and its
+    add-ons stay running but are no longer guarded or restored."""
+    env = modes.block
+    kubectl(env, env.fleet.management.kubeconfig, "-n", env.ns, "label", "membercluster", env.cluster,
+            "drift-mode-")
+    wait_for(lambda: not any(p["blueprint"] == env.bp for p in mc_status(env).get("blueprints") or []),
+             timeout=60, interval=0.5, what="the Blueprint to leave the MemberCluster status")
+    assert _release_status(env) == "deployed" and _netpol(env) is not None
+    wait_for(lambda: as_alice(env, "-n", env.tenant_ns, "delete", "networkpolicy", "deny-ingress",
+                              check=False).returncode == 0, timeout=20, what="the policy to be lifted")
+    time.sleep(4)
+    assert _netpol(env) is None, "no longer managed: not restored"
+    assert entry(env, "NetworkPolicy", "deny-ingress", reason="deleted") is None
