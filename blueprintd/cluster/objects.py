@@ -26,11 +26,11 @@ class ObjectClient:
     """Typed-by-GVK access to one cluster through the dynamic client."""
 
     def __init__(self, api_client: Any, field_manager: str = FIELD_MANAGER) -> None:
-        from kubernetes import dynamic
+        from blueprintd.cluster.discovery import dynamic_client
 
         self.api_client = api_client
         self.field_manager = field_manager
-        self._dyn = dynamic.DynamicClient(api_client)
+        self._dyn = dynamic_client(api_client)
         # What this client deleted or un-labelled, and when (time.monotonic()): a deletion
         # leaves no field manager behind, so drift detection asks here whether a vanished
         # object or label was the operator's own prune rather than drift.

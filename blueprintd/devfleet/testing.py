@@ -89,9 +89,9 @@ def temp_namespace(cluster: ClusterHandle, prefix: str = "t") -> Iterator[str]:
 
 
 def dynamic_client(cluster: ClusterHandle) -> Any:
-    from kubernetes import dynamic
+    from blueprintd.cluster import discovery
 
-    return dynamic.DynamicClient(cluster.api_client())
+    return discovery.dynamic_client(cluster.api_client())
 
 
 class OperatorProcess:

@@ -129,12 +129,14 @@ class WorkloadSimulator:
             t.join(timeout=5)
 
     def _run(self, kubeconfig: str, api_version: str, kind: str) -> None:
-        from kubernetes import config, dynamic
+        from kubernetes import config
+
+        from blueprintd.cluster.discovery import dynamic_client
 
         while not self._stop.is_set():
             try:
                 client = config.new_client_from_config(config_file=kubeconfig)
-                dyn = dynamic.DynamicClient(client)
+                dyn = dynamic_client(client)
                 res = dyn.resources.get(api_version=api_version, kind=kind)
                 nodes_res = dyn.resources.get(api_version="v1", kind="Node")
                 self._loop(dyn, res, nodes_res, kind)

@@ -181,15 +181,16 @@ class MemberWatch:
 
     def path_of(self, api_version: str, kind: str, namespace: str) -> str:
         """The collection URL path of a kind (discovery, cached). Raises ``_NotServed``."""
-        from kubernetes.dynamic import DynamicClient
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        from blueprintd.cluster.discovery import dynamic_client
 
         key = (api_version, kind)
         with self._discovery_lock:
             if key not in self._paths:
                 self.counter.add("discovery")
                 if self._dyn is None:
-                    self._dyn = DynamicClient(self._api)
+                    self._dyn = dynamic_client(self._api)
                 try:
                     res = self._dyn.resources.get(api_version=api_version, kind=kind)
                 except ResourceNotFoundError:
