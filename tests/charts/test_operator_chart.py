@@ -23,7 +23,8 @@ def test_operator_chart_installs_with_least_privilege(fleet: Fleet, kube_binarie
     ns = unique_name("bpd-chart")
     kc = str(fleet.management.kubeconfig)
     install = _run(str(kube_binaries.helm), "install", "bpd", str(CHART), "-n", ns, "--create-namespace",
-                   "--kubeconfig", kc, "--set", "chartMirrors.https://helm\\.ngc\\.nvidia\\.com/nvidia=http://mirror")
+                   "--kubeconfig", kc, "--set", "chartMirrors.https://helm\\.ngc\\.nvidia\\.com/nvidia=http://mirror",
+                   "--set", "gitWebhook.port=9443")
     assert install.returncode == 0, install.stderr
     try:
         kubectl = [str(kube_binaries.kubectl), "--kubeconfig", kc]
@@ -32,6 +33,10 @@ def test_operator_chart_installs_with_least_privilege(fleet: Fleet, kube_binarie
         args = _run(*kubectl, "get", "deploy", "blueprintd", "-n", ns, "-o",
                     "jsonpath={.spec.template.spec.containers[0].args}").stdout
         assert "--chart-mirror=https://helm.ngc.nvidia.com/nvidia=http://mirror" in args
+        assert "--webhook-port=9443" in args
+        svc = _run(*kubectl, "get", "service", "blueprintd-git-webhook", "-n", ns, "-o",
+                   "jsonpath={.spec.ports[0].targetPort}").stdout
+        assert svc == "git-webhook", "GitSource push webhooks reach the operator through a Service"
         sa = f"system:serviceaccount:{ns}:blueprintd"
 
         def can(*what: str) -> str:
