@@ -52,24 +52,10 @@ log = logging.getLogger("blueprintd.drift")
 DEFAULT_RESYNC_SECONDS = 300.0
 # Objects a Helm release renders that are watched for drift: the workloads and their config.
 # Everything else a chart renders is covered by release-level drift (chart, values, status).
-# Kinds of a release's rendered objects that are watched: namespaced, rendered the same way
-# every time, and what people edit by hand. Cluster-scoped kinds (ClusterRoles, CRDs, custom
-# resources) and Secrets are not: a deletion of one shows only through the add-on's readiness.
-RENDERED_KINDS = frozenset(
-    {
-        "Deployment",
-        "DaemonSet",
-        "StatefulSet",
-        "Job",
-        "CronJob",
-        "ConfigMap",
-        "ServiceAccount",
-        "Service",
-        "Role",
-        "RoleBinding",
-        "NetworkPolicy",
-    }
-)
+# Kinds of a release's rendered objects that are not watched: their content is generated
+# (Secrets a chart fills with random values) or they churn by design. Everything else a
+# release renders, namespaced or cluster-scoped (ClusterRoles, CRDs, custom resources), is.
+UNWATCHED_KINDS = frozenset({"Secret", "Pod", "Event", "Lease", "Endpoints", "EndpointSlice"})
 NODE_STREAM = StreamSpec("v1", "Node")
 RENDERED_GRACE = 0.5  # seconds a deleted rendered object waits for its release's record to change
 
@@ -275,6 +261,7 @@ class ClusterMonitor:
         self.tasks: list[asyncio.Task[None]] = []
         self.busy: dict[str, asyncio.Task[None]] = {}
         self.held: set[Target] = set()  # checks deferred while the reconcile works on them
+        self.scopes: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> namespaced | cluster
         self.deferred: dict[str, float] = {}  # rendered objects seen deleted, and since when
         self.side_tasks: set[asyncio.Task[None]] = set()
         self.written: dict[str, Any] | None = None
@@ -489,6 +476,17 @@ class ClusterMonitor:
         obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret["metadata"]["name"], "namespace": ns}}
         self.busy[key] = asyncio.create_task(self._guard(key, obj, want))
 
+    def _scope(self, api_version: str, kind: str) -> str:
+        """"namespaced", "cluster", or "" when the member does not serve the kind (asked once
+        per kind from the session's discovery cache)."""
+        key = (api_version, kind)
+        if key not in self.scopes:
+            try:
+                self.scopes[key] = "namespaced" if self.session.objects.namespaced(api_version, kind) else "cluster"
+            except Exception:  # not served (yet); asked again after the next release change
+                return ""
+        return self.scopes[key]
+
     def _index_rendered(self, rid: str) -> bool:
         """Derive the rendered targets from the release's current revision; True if they changed."""
         rel = self.releases.get(rid)
@@ -498,8 +496,12 @@ class ClusterMonitor:
         cur = helmrelease.current(rel.records.values())
         if cur is None or cur.revision == rel.rendered_revision or not cur.manifest or cur.status != "deployed":
             return False
-        docs = [d for d in helmrelease.manifest_objects(cur.manifest) if d.get("kind") in RENDERED_KINDS]
-        objs = rendered_objects(tracked.step, docs, lambda _v, _k: True)  # RENDERED_KINDS are all namespaced
+        docs = [
+            d
+            for d in helmrelease.manifest_objects(cur.manifest)
+            if d.get("kind") not in UNWATCHED_KINDS and self._scope(str(d.get("apiVersion", "")), str(d["kind"]))
+        ]
+        objs = rendered_objects(tracked.step, docs, lambda v, k: self._scope(v, k) == "namespaced")
         before = set(self.index.rendered.get(rid, []))
         after = set(self.index.set_rendered(rid, objs))
         rel.rendered_revision = cur.revision

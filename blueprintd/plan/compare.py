@@ -167,5 +167,24 @@ def _scalar_equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return False
     if (isinstance(a, int | float) and isinstance(b, str)) or (isinstance(b, int | float) and isinstance(a, str)):
-        return str(a) == str(b)
+        return str(a) == str(b) or _same_quantity(a, b)
+    if isinstance(a, str) and isinstance(b, str):
+        return _same_quantity(a, b)
     return False
+
+
+_QUANTITY = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$")
+
+
+def _same_quantity(a: Any, b: Any) -> bool:
+    """Resource quantities the API server canonicalises (``4096Mi`` is stored as ``4Gi``,
+    ``0.5`` CPU as ``500m``) are the same value."""
+    sa, sb = str(a), str(b)
+    if not (_QUANTITY.match(sa) and _QUANTITY.match(sb)):
+        return False
+    from kubernetes.utils.quantity import parse_quantity
+
+    try:
+        return bool(parse_quantity(sa) == parse_quantity(sb))
+    except ValueError:
+        return False

@@ -128,3 +128,10 @@ def test_zero_values_the_server_omits_are_not_differences() -> None:
     assert [d.path for d in diff_owned({"spec": {"hostNetwork": False}}, {"spec": {"hostNetwork": True}})] == [
         "spec.hostNetwork"
     ]
+
+
+def test_quantities_the_server_canonicalises_are_equal() -> None:
+    desired = {"memory": "4096Mi", "cpu": "0.5", "gpus": 2}
+    assert diff_owned(desired, {"memory": "4Gi", "cpu": "500m", "gpus": "2"}) == []
+    assert [d.path for d in diff_owned({"memory": "4096Mi"}, {"memory": "8Gi"})] == ["memory"]
+    assert [d.path for d in diff_owned({"tag": "1k"}, {"tag": "v1000"})] == ["tag"]
