@@ -46,7 +46,7 @@ bench: binaries  ## all benchmarks; writes docs/benchmarks.md
 crds: install  ## regenerate crds/ from the pydantic models
 	$(PY) -m blueprintd.api.crdgen
 
-protos: install  ## regenerate the DRA gRPC stubs from blueprintd/dra/proto/*.proto
+protos: install  ## regenerate the DRA protobuf modules from blueprintd/dra/proto/*.proto
 	$(PY) -m blueprintd.dra.proto.generate
 
 clean:

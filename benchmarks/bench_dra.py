@@ -117,7 +117,7 @@ def _prepare_rows(api: Any, namespace: str, node: str, workdir: Path) -> list[di
     from blueprintd.dra.executor import RecordingExecutor
     from blueprintd.dra.plugin import DraPlugin, PluginOptions
     from blueprintd.dra.proto import dra_v1_pb2 as pb2
-    from blueprintd.dra.proto import dra_v1_pb2_grpc as pb2_grpc
+    from blueprintd.dra.rpc import Client
     from blueprintd.dra.slices import bus_id_pcie_root
     from blueprintd.facts.nvml import FakeNvml
 
@@ -153,7 +153,7 @@ def _prepare_rows(api: Any, namespace: str, node: str, workdir: Path) -> list[di
         unprep: list[float] = []
         try:
             with grpc.insecure_channel(f"unix://{plugin.paths.dra_socket}") as channel:
-                stub = pb2_grpc.DRAPluginStub(channel)
+                stub = Client(channel, pb2, "DRAPlugin")
                 for c in claims:
                     m = c["metadata"]
                     msg = pb2.Claim(namespace=m["namespace"], name=m["name"], uid=m["uid"])

@@ -24,8 +24,9 @@ import grpc
 
 from blueprintd.dra.paths import PluginPaths
 from blueprintd.dra.prepare import Preparer
-from blueprintd.dra.proto import pluginregistration_pb2_grpc
+from blueprintd.dra.proto import pluginregistration_pb2
 from blueprintd.dra.registration import RegistrationServicer
+from blueprintd.dra.rpc import service_handler
 from blueprintd.dra.service import add_dra_services
 from blueprintd.errors import BlueprintdError
 
@@ -77,7 +78,9 @@ class PluginServer:
         self._dra = dra
         try:
             reg = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="dra-reg"))
-            pluginregistration_pb2_grpc.add_RegistrationServicer_to_server(self.registration, reg)
+            reg.add_generic_rpc_handlers(
+                (service_handler(pluginregistration_pb2, "Registration", self.registration),)
+            )
             _bind(reg, self.paths.registration_socket)
             reg.start()
             self._reg = reg

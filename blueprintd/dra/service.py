@@ -17,15 +17,14 @@ from typing import Any
 import grpc
 
 from blueprintd.dra.prepare import ClaimRef, Preparer
-from blueprintd.dra.proto import dra_v1_pb2, dra_v1_pb2_grpc, dra_v1beta1_pb2, dra_v1beta1_pb2_grpc
+from blueprintd.dra.proto import dra_v1_pb2, dra_v1beta1_pb2
+from blueprintd.dra.rpc import service_handler
 
 log = logging.getLogger(__name__)
 
-# (API version, messages module, grpc module) for every version served.
-VERSIONS: tuple[tuple[str, ModuleType, ModuleType], ...] = (
-    ("v1", dra_v1_pb2, dra_v1_pb2_grpc),
-    ("v1beta1", dra_v1beta1_pb2, dra_v1beta1_pb2_grpc),
-)
+SERVICE = "DRAPlugin"
+# (API version, messages and service module) for every version served.
+VERSIONS: tuple[tuple[str, ModuleType], ...] = (("v1", dra_v1_pb2), ("v1beta1", dra_v1beta1_pb2))
 
 
 def _refs(request: Any) -> list[ClaimRef]:
@@ -85,6 +84,6 @@ class DraServicer:
 
 def add_dra_services(server: grpc.Server, preparer: Preparer) -> list[str]:
     """Register the DRAPlugin service of every supported version; returns the versions."""
-    for _, pb2, pb2_grpc in VERSIONS:
-        pb2_grpc.add_DRAPluginServicer_to_server(DraServicer(preparer, pb2), server)
-    return [v for v, _, _ in VERSIONS]
+    for _, pb2 in VERSIONS:
+        server.add_generic_rpc_handlers((service_handler(pb2, SERVICE, DraServicer(preparer, pb2)),))
+    return [v for v, _ in VERSIONS]

@@ -28,8 +28,9 @@ from blueprintd.devfleet.testing import unique_name
 from blueprintd.dra.cdi import no_mig_caps
 from blueprintd.dra.executor import RecordingExecutor
 from blueprintd.dra.plugin import DraPlugin, PluginOptions
-from blueprintd.dra.proto import dra_v1_pb2, dra_v1_pb2_grpc, dra_v1beta1_pb2, dra_v1beta1_pb2_grpc
+from blueprintd.dra.proto import dra_v1_pb2, dra_v1beta1_pb2
 from blueprintd.dra.publisher import KubeSliceStore
+from blueprintd.dra.rpc import Client
 from blueprintd.dra.slices import bus_id_pcie_root
 from blueprintd.facts.nvml import FakeNvml
 
@@ -188,11 +189,9 @@ def create_allocated_claim(
 def _grpc(plugin: DraPlugin, version: str = "v1") -> tuple[Any, Any, Any]:
     import grpc
 
-    pb2, pb2_grpc = (
-        (dra_v1_pb2, dra_v1_pb2_grpc) if version == "v1" else (dra_v1beta1_pb2, dra_v1beta1_pb2_grpc)
-    )
+    pb2 = dra_v1_pb2 if version == "v1" else dra_v1beta1_pb2
     channel = grpc.insecure_channel(f"unix://{plugin.paths.dra_socket}")
-    return channel, pb2, pb2_grpc.DRAPluginStub(channel)
+    return channel, pb2, Client(channel, pb2, "DRAPlugin")
 
 
 def _claim_msg(pb2: Any, claim: dict[str, Any]) -> Any:
@@ -428,7 +427,7 @@ def test_cli_serves_until_sigterm_and_removes_sockets(
 
     import grpc
 
-    from blueprintd.dra.proto import pluginregistration_pb2, pluginregistration_pb2_grpc
+    from blueprintd.dra.proto import pluginregistration_pb2
 
     root = workdir / "kubelet"
     argv = [
@@ -460,7 +459,7 @@ def test_cli_serves_until_sigterm_and_removes_sockets(
             proc.stdout.read() if proc.poll() is not None else "no socket"
         )
         with grpc.insecure_channel(f"unix://{reg}") as ch:
-            info = pluginregistration_pb2_grpc.RegistrationStub(ch).GetInfo(
+            info = Client(ch, pluginregistration_pb2, "Registration").GetInfo(
                 pluginregistration_pb2.InfoRequest(), timeout=5
             )
         assert info.endpoint == str(dra)

@@ -21,14 +21,8 @@ from blueprintd.dra.checkpoint import CheckpointStore
 from blueprintd.dra.executor import RecordingExecutor
 from blueprintd.dra.paths import PluginPaths
 from blueprintd.dra.prepare import Preparer
-from blueprintd.dra.proto import (
-    dra_v1_pb2,
-    dra_v1_pb2_grpc,
-    dra_v1beta1_pb2,
-    dra_v1beta1_pb2_grpc,
-    pluginregistration_pb2,
-    pluginregistration_pb2_grpc,
-)
+from blueprintd.dra.proto import dra_v1_pb2, dra_v1beta1_pb2, pluginregistration_pb2
+from blueprintd.dra.rpc import Client
 from blueprintd.dra.server import PluginServer, ServerError
 
 
@@ -65,7 +59,7 @@ def test_socket_layout_and_registration(served: PluginServer, short_tmp: Path) -
     assert served.paths.registration_socket == root / "plugins_registry" / "gpu.nvidia.com-reg.sock"
     assert served.paths.dra_socket.is_socket() and served.paths.registration_socket.is_socket()
     with _channel(served.paths.registration_socket) as ch:
-        stub = pluginregistration_pb2_grpc.RegistrationStub(ch)
+        stub = Client(ch, pluginregistration_pb2, "Registration")
         info = stub.GetInfo(pluginregistration_pb2.InfoRequest(), timeout=5)
         assert info.type == "DRAPlugin"
         assert info.name == "gpu.nvidia.com"
@@ -83,18 +77,14 @@ def test_socket_layout_and_registration(served: PluginServer, short_tmp: Path) -
         assert served.registration.state.registered is True and served.registration.state.notified.is_set()
 
 
-@pytest.mark.parametrize(
-    ("pb2", "pb2_grpc"),
-    [(dra_v1_pb2, dra_v1_pb2_grpc), (dra_v1beta1_pb2, dra_v1beta1_pb2_grpc)],
-    ids=["v1", "v1beta1"],
-)
+@pytest.mark.parametrize("pb2", [dra_v1_pb2, dra_v1beta1_pb2], ids=["v1", "v1beta1"])
 def test_prepare_unprepare_over_the_socket(
-    served: PluginServer, memory_claims: Any, make_claim: Callable[..., Any], pb2: Any, pb2_grpc: Any
+    served: PluginServer, memory_claims: Any, make_claim: Callable[..., Any], pb2: Any
 ) -> None:
     devs = [("mig", f"gpu-2-mig-1g10gb-19-{i}") for i in range(3)]
     memory_claims.add(make_claim("c", "uid-1", devs))
     with _channel(served.paths.dra_socket) as ch:
-        stub = pb2_grpc.DRAPluginStub(ch)
+        stub = Client(ch, pb2, "DRAPlugin")
         req = pb2.NodePrepareResourcesRequest(
             claims=[
                 pb2.Claim(namespace="default", name="c", uid="uid-1"),
@@ -127,7 +117,7 @@ def test_concurrent_prepares_are_serialised(
     for i in range(16):
         memory_claims.add(make_claim(f"c{i}", f"u{i}", [("g", f"gpu-{i % 8}-mig-1g10gb-19-{i // 8}")]))
     with _channel(served.paths.dra_socket) as ch:
-        stub = dra_v1_pb2_grpc.DRAPluginStub(ch)
+        stub = Client(ch, dra_v1_pb2, "DRAPlugin")
 
         def call(i: int) -> Any:
             req = dra_v1_pb2.NodePrepareResourcesRequest(
@@ -189,3 +179,16 @@ def test_too_long_socket_path_is_refused(tmp_path: Path, memory_claims: Any) -> 
     )
     with pytest.raises(ServerError, match="longer than 107 bytes"):
         PluginServer(paths, prep).start()
+
+
+def test_a_servicer_missing_a_method_is_refused_when_it_is_registered() -> None:
+    from blueprintd.dra.rpc import service_handler
+
+    class Half:
+        def NodePrepareResources(self, request: Any, context: Any) -> Any:
+            return None
+
+    with pytest.raises(TypeError, match="NodeUnprepareResources"):
+        service_handler(dra_v1_pb2, "DRAPlugin", Half())
+    with pytest.raises(KeyError, match="no service 'Nope'"):
+        service_handler(dra_v1_pb2, "Nope", Half())

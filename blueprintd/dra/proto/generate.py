@@ -4,8 +4,9 @@ Run from anywhere (needs the ``dev`` extra, which brings ``grpcio-tools``)::
 
     python -m blueprintd.dra.proto.generate
 
-Why a script and not a build step: the generated ``*_pb2.py`` / ``*_pb2_grpc.py`` files are
-committed so that installing blueprintd never needs protoc. The include root is the
+Why a script and not a build step: the generated ``*_pb2.py`` files are committed so that
+installing blueprintd never needs protoc. No ``*_pb2_grpc.py`` modules are generated: services
+and clients are built from the descriptors in the ``*_pb2`` modules (``blueprintd.dra.rpc``). The include root is the
 repository root, so protoc writes package-qualified imports
 (``from blueprintd.dra.proto import dra_v1_pb2``) instead of the bare ``import dra_v1_pb2``
 that only works with the proto directory on ``sys.path``.
@@ -31,7 +32,6 @@ def main() -> int:
         f"-I{REPO_ROOT}",
         f"-I{include}",
         f"--python_out={REPO_ROOT}",
-        f"--grpc_python_out={REPO_ROOT}",
         *(str((PROTO_DIR / p).relative_to(REPO_ROOT)) for p in PROTOS),
     ]
     return int(protoc.main(args))
