@@ -103,29 +103,20 @@ def object_policy(blueprint: str, operator_users: Iterable[str]) -> list[dict[st
         f"' is managed by Blueprint ' + {_cel(blueprint)} + ' with drift mode block: change the Blueprint, "
         f"not the cluster (' + request.userInfo.username + ' may not ' + request.operation + ' it)'"
     )
-    policy = {
-        "apiVersion": API_VERSION,
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": _meta(name, blueprint),
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": ["*"],
-                        "apiVersions": ["*"],
-                        "resources": ["*"],
-                        "operations": ["UPDATE", "DELETE"],
-                        "scope": "*",
-                    }
-                ],
-                "objectSelector": {"matchLabels": {MODE_LABEL: "block", BLUEPRINT_LABEL: _label_value(blueprint)}},
-            },
-            "matchConditions": [{"name": "not-exempt", "expression": f"!({exempt_expression(operator_users)})"}],
-            "validations": [{"expression": "false", "messageExpression": message, "reason": "Forbidden"}],
-        },
+    constraints = {
+        "resourceRules": [
+            {
+                "apiGroups": ["*"],
+                "apiVersions": ["*"],
+                "resources": ["*"],
+                "operations": ["UPDATE", "DELETE"],
+                "scope": "*",
+            }
+        ],
+        "objectSelector": {"matchLabels": {MODE_LABEL: "block", BLUEPRINT_LABEL: _label_value(blueprint)}},
     }
-    return [policy, _binding(name, blueprint)]
+    validation = {"expression": "false", "messageExpression": message, "reason": "Forbidden"}
+    return _policy(name, blueprint, constraints, validation, operator_users)
 
 
 def node_label_policy(
@@ -143,34 +134,46 @@ def node_label_policy(
         old = f"(has(oldObject.metadata.labels) && {k} in oldObject.metadata.labels)"
         new = f"(has(object.metadata.labels) && {k} in object.metadata.labels)"
         checks.append(f"({old} == {new} && (!{old} || oldObject.metadata.labels[{k}] == object.metadata.labels[{k}]))")
+    constraints = {
+        "resourceRules": [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["nodes"],
+                "operations": ["UPDATE"],
+                "resourceNames": sorted(nodes),
+            }
+        ]
+    }
+    validation = {
+        "expression": " && ".join(checks),
+        "message": (
+            f"blueprintd: node labels {', '.join(keys)} are set by Blueprint {blueprint} "
+            "with drift mode block: change the Blueprint, not the node"
+        ),
+        "reason": "Forbidden",
+    }
+    return _policy(name, blueprint, constraints, validation, operator_users)
+
+
+def _policy(
+    name: str,
+    blueprint: str,
+    constraints: dict[str, Any],
+    validation: dict[str, Any],
+    operator_users: Iterable[str],
+) -> list[dict[str, Any]]:
+    """A deny-only ValidatingAdmissionPolicy (failing closed) and its binding; the operator and
+    the control plane are never matched."""
     policy = {
         "apiVersion": API_VERSION,
         "kind": "ValidatingAdmissionPolicy",
         "metadata": _meta(name, blueprint),
         "spec": {
             "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "resources": ["nodes"],
-                        "operations": ["UPDATE"],
-                        "resourceNames": sorted(nodes),
-                    }
-                ]
-            },
+            "matchConstraints": constraints,
             "matchConditions": [{"name": "not-exempt", "expression": f"!({exempt_expression(operator_users)})"}],
-            "validations": [
-                {
-                    "expression": " && ".join(checks),
-                    "message": (
-                        f"blueprintd: node labels {', '.join(keys)} are set by Blueprint {blueprint} "
-                        "with drift mode block: change the Blueprint, not the node"
-                    ),
-                    "reason": "Forbidden",
-                }
-            ],
+            "validations": [validation],
         },
     }
     return [policy, _binding(name, blueprint)]

@@ -69,8 +69,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from blueprintd.errors import ValidationError
-from blueprintd.rollout.models import (
+from blueprintd.api.blueprint import Rollout
+from blueprintd.api.rollout import (
     MAX_FAILURES,
     MAX_MESSAGE,
     ClusterView,
@@ -78,9 +78,9 @@ from blueprintd.rollout.models import (
     RolloutFailure,
     RolloutPhase,
     RolloutStatus,
-    RolloutStrategy,
     as_utc,
 )
+from blueprintd.errors import ValidationError
 
 FROZEN_PHASES: frozenset[RolloutPhase] = frozenset({"Paused", "Failed", "RolledBack"})
 NAMES_SHOWN = 5
@@ -111,7 +111,7 @@ class _Rollout:
 
 
 def decide(
-    strategy: RolloutStrategy,
+    strategy: Rollout,
     target_version: str,
     clusters: list[ClusterView],
     previous: RolloutStatus | None,
@@ -175,7 +175,7 @@ def _participants(views: dict[str, ClusterView]) -> list[str]:
 
 
 def _start(
-    strategy: RolloutStrategy,
+    strategy: Rollout,
     target: str,
     views: dict[str, ClusterView],
     previous: RolloutStatus | None,
@@ -213,7 +213,7 @@ def _fleet_version(views: dict[str, ClusterView], names: list[str], previous: Ro
     return version
 
 
-def plan_waves(strategy: RolloutStrategy, clusters: list[ClusterView]) -> list[list[str]]:
+def plan_waves(strategy: Rollout, clusters: list[ClusterView]) -> list[list[str]]:
     """Canary wave first, then the other clusters by name in batches of ``maxUnavailable``.
 
     Pinned clusters must already be left out; they take no part in waves.
@@ -335,7 +335,7 @@ def _failure(view: ClusterView, target: str, reason: FailureReason, message: str
 
 
 def _gate(
-    st: _Rollout, strategy: RolloutStrategy, views: dict[str, ClusterView], now: datetime
+    st: _Rollout, strategy: Rollout, views: dict[str, ClusterView], now: datetime
 ) -> list[tuple[str, Verdict]]:
     """Advance through every wave whose clusters (and all earlier ones) are healthy; stop on failure.
 
@@ -370,7 +370,7 @@ def _gate(
     return []
 
 
-def _fail(st: _Rollout, strategy: RolloutStrategy, failures: list[RolloutFailure]) -> None:
+def _fail(st: _Rollout, strategy: Rollout, failures: list[RolloutFailure]) -> None:
     st.failures = failures[:MAX_FAILURES]
     if strategy.failure_policy == "pause":
         st.phase = "Paused"
