@@ -21,7 +21,7 @@ import yaml
 
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.chartserve import REPO_ROOT, start_detached_chart_repo
-from blueprintd.devfleet.fleet import Fleet
+from blueprintd.devfleet.fleet import ClusterHandle, Fleet
 from blueprintd.devfleet.nodes import FleetFile, MemberSpec, NodeGroupSpec
 from blueprintd.errors import DevFleetError
 
@@ -75,30 +75,42 @@ def mirror_flags(url: str) -> list[str]:
     return [f"{u}={url}" for u in UPSTREAM_REPOS]
 
 
+def member_registration(
+    fleet: Fleet,
+    member: ClusterHandle,
+    namespace: str = NAMESPACE,
+    labels: dict[str, str] | None = None,
+    server: str | None = None,
+) -> list[dict[str, Any]]:
+    """The kubeconfig Secret (the operator's identity on ``member``; ``server`` replaces the API
+    server URL, e.g. with a proxy's) and the MemberCluster, as a platform team would write them."""
+    kc = yaml.safe_load(fleet.mint_kubeconfig(member.name, OPERATOR_USER, ["system:masters"]).read_text())
+    if server:
+        for c in kc["clusters"]:
+            c["cluster"]["server"] = server
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": f"{member.name}-kubeconfig", "namespace": namespace},
+            "data": {"kubeconfig": base64.b64encode(yaml.safe_dump(kc).encode()).decode()},
+        },
+        {
+            "apiVersion": "blueprintd.io/v1alpha1",
+            "kind": "MemberCluster",
+            "metadata": {"name": member.name, "namespace": namespace, "labels": {**member.labels, **(labels or {})}},
+            "spec": {"kubeconfigSecretRef": {"name": f"{member.name}-kubeconfig", "key": "kubeconfig"}},
+        },
+    ]
+
+
 def register_members(fleet: Fleet, bins: Binaries, namespace: str = NAMESPACE) -> None:
-    """A kubeconfig Secret and a MemberCluster per member, as a platform team would create them."""
-    mgmt = fleet.management.kubeconfig
+    """A kubeconfig Secret and a MemberCluster per member, and their namespace."""
     docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}]
     for m in fleet.members:
-        kc = fleet.mint_kubeconfig(m.name, OPERATOR_USER, ["system:masters"]).read_text()
-        docs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "Opaque",
-                "metadata": {"name": f"{m.name}-kubeconfig", "namespace": namespace},
-                "data": {"kubeconfig": base64.b64encode(kc.encode()).decode()},
-            }
-        )
-        docs.append(
-            {
-                "apiVersion": "blueprintd.io/v1alpha1",
-                "kind": "MemberCluster",
-                "metadata": {"name": m.name, "namespace": namespace, "labels": m.labels},
-                "spec": {"kubeconfigSecretRef": {"name": f"{m.name}-kubeconfig", "key": "kubeconfig"}},
-            }
-        )
-    kubectl(bins, mgmt, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
+        docs += member_registration(fleet, m, namespace)
+    kubectl(bins, fleet.management.kubeconfig, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
 
 
 def start_operator(fleet: Fleet, bins: Binaries, namespace: str = NAMESPACE, resync: float = 5.0) -> None:

@@ -29,7 +29,7 @@ from blueprintd.api.pointer import format_pointer
 from blueprintd.plan.compare import diff_owned, ignored
 from blueprintd.plan.inventory import object_key
 from blueprintd.plan.live import LiveState, ReleaseState
-from blueprintd.plan.planner import _extra_values, node_label_mode, object_diffs, wanted_node_labels
+from blueprintd.plan.planner import extra_values, node_label_mode, object_diffs, wanted_node_labels
 from blueprintd.plan.ref import ObjectRef
 from blueprintd.render.desired import DesiredState, Step
 
@@ -385,7 +385,7 @@ def check_release(desired: DesiredState, step: Step, live: ReleaseState | None) 
     for d in diff_owned(helm.values, live.values, ignore, base="values"):
         tokens = path_tokens({"values": helm.values}, d.path)
         add(d.path, tokens, "values", d.expected, d.actual, _detail(d.expected, d.actual, sensitive("", tokens)))
-    for rel in _extra_values(helm.values, live.values):
+    for rel in extra_values(helm.values, live.values):
         path = f"values.{rel}"
         tokens = path_tokens({"values": live.values}, path)
         if ignored(path, ignore):

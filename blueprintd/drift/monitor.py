@@ -477,8 +477,10 @@ class ClusterMonitor:
         self.busy[key] = asyncio.create_task(self._guard(key, obj, want))
 
     def _scope(self, api_version: str, kind: str) -> str:
-        """"namespaced", "cluster", or "" when the member does not serve the kind (asked once
-        per kind from the session's discovery cache)."""
+        """"namespaced", "cluster", or "" when the member does not serve the kind.
+
+        Asked once per kind and kept: the first question about a group version costs one
+        discovery GET on the consumer's thread (the reconcile has usually loaded it already)."""
         key = (api_version, kind)
         if key not in self.scopes:
             try:

@@ -74,14 +74,14 @@ def _release_reason(step: Step, live: ReleaseState | None) -> str | None:
     if live.chart != helm.chart or live.version != helm.version:
         return f"chart {live.chart} {live.version} -> {helm.chart} {helm.version}"
     diffs = diff_owned(helm.values, live.values)
-    extra = _extra_values(helm.values, live.values)
+    extra = extra_values(helm.values, live.values)
     if diffs or extra:
         paths = [d.path for d in diffs] + extra
         return "values differ at " + ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
     return None
 
 
-def _extra_values(desired: Any, live: Any, base: str = "") -> list[str]:
+def extra_values(desired: Any, live: Any, base: str = "") -> list[str]:
     """Values set on the release that the blueprint does not set (someone added them)."""
     if not isinstance(desired, dict) or not isinstance(live, dict):
         return []
@@ -91,7 +91,7 @@ def _extra_values(desired: Any, live: Any, base: str = "") -> list[str]:
         if key not in desired:
             out.append(path)
         else:
-            out.extend(_extra_values(desired[key], live[key], path))
+            out.extend(extra_values(desired[key], live[key], path))
     return out
 
 

@@ -3,7 +3,6 @@ a person ("alice") who changes it, and readers of the DriftReport and MemberClus
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import yaml
 from kubernetes import client
 
 from blueprintd.devfleet.binaries import Binaries
-from blueprintd.devfleet.demo import OPERATOR_USER, mirror_flags
+from blueprintd.devfleet.demo import member_registration, mirror_flags
 from blueprintd.devfleet.fleet import ClusterHandle, Fleet
 from blueprintd.devfleet.testing import OperatorProcess
 
@@ -80,21 +79,9 @@ def install_crds(env: Member) -> None:
 
 
 def register(env: Member, labels: dict[str, str], server: str | None = None) -> None:
-    """The namespace, the kubeconfig Secret (the operator's identity; ``server`` replaces the
-    API server URL, e.g. with a proxy's) and the MemberCluster."""
-    kc = yaml.safe_load(env.fleet.mint_kubeconfig(env.cluster, OPERATOR_USER, ["system:masters"]).read_text())
-    if server:
-        for c in kc["clusters"]:
-            c["cluster"]["server"] = server
-    docs: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": env.ns}},
-        {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-         "metadata": {"name": f"{env.cluster}-kubeconfig", "namespace": env.ns},
-         "data": {"kubeconfig": base64.b64encode(yaml.safe_dump(kc).encode()).decode()}},
-        {"apiVersion": "blueprintd.io/v1alpha1", "kind": "MemberCluster",
-         "metadata": {"name": env.cluster, "namespace": env.ns, "labels": {**env.member.labels, **labels}},
-         "spec": {"kubeconfigSecretRef": {"name": f"{env.cluster}-kubeconfig", "key": "kubeconfig"}}},
-    ]
+    """The namespace, the kubeconfig Secret (``server``: e.g. a proxy's URL) and the MemberCluster."""
+    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": env.ns}}]
+    docs += member_registration(env.fleet, env.member, env.ns, labels, server)
     kubectl(env, env.fleet.management.kubeconfig, "apply", "--server-side", "-f", "-",
             stdin=yaml.safe_dump_all(docs))
 
