@@ -18,7 +18,12 @@ import yaml
 
 from blueprintd.errors import ClusterError
 
-_FILE_FIELDS_USER = ("client-certificate", "client-key", "tokenFile")
+# File field -> the field that embeds the same data (a kubeconfig has no "tokenFile-data").
+_FILE_FIELDS_USER = {
+    "client-certificate": "client-certificate-data",
+    "client-key": "client-key-data",
+    "tokenFile": "token",
+}
 _FILE_FIELDS_CLUSTER = ("certificate-authority",)
 
 
@@ -53,11 +58,11 @@ def check_kubeconfig(cfg: dict[str, Any], *, allow_exec: bool = False, allow_loc
                         "set spec.allowExecAuth: true on the MemberCluster to permit it"
                     )
         if not allow_local_files:
-            for key in _FILE_FIELDS_USER:
+            for key, embedded in _FILE_FIELDS_USER.items():
                 if key in user:
                     problems.append(
                         f"users[{name}].user.{key} reads a file of the operator's host; embed the data "
-                        f"({key}-data / token) or set spec.allowLocalFiles: true"
+                        f"in {embedded} instead or set spec.allowLocalFiles: true"
                     )
     if not allow_local_files:
         for i, entry in enumerate(cfg.get("clusters") or []):

@@ -56,3 +56,16 @@ def test_errors_never_quote_the_secret() -> None:
     with pytest.raises(KubeconfigRefused) as refused:
         check_kubeconfig(with_user(token="s3cr3t-token", exec={"command": "x"}))
     assert "s3cr3t" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "embedded"),
+    [("tokenFile", "token"), ("client-key", "client-key-data"), ("client-certificate", "client-certificate-data")],
+)
+def test_file_refusal_names_the_real_embedded_field(key: str, embedded: str) -> None:
+    """The suggested replacement is a field kubeconfigs have (there is no tokenFile-data)."""
+    with pytest.raises(KubeconfigRefused) as refused:
+        check_kubeconfig(with_user(**{key: "/var/run/secrets/x"}))
+    message = str(refused.value)
+    assert f"embed the data in {embedded} " in message
+    assert "-data / token" not in message and "tokenFile-data" not in message
