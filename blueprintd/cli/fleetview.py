@@ -115,20 +115,7 @@ def status_cmd(
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        bt = Table(title="Blueprints")
-        for col in ("blueprint", "version", "rollout", "wave", "clusters ready", "message"):
-            bt.add_column(col)
-        for b in data["blueprints"]:
-            phase = b["phase"] or ("[red]invalid[/red]" if not b["valid"] else "-")
-            wave = f"{min(b['wave'] or 0, b['waves'])}/{b['waves']}" if b["waves"] else "-"
-            bt.add_row(
-                b["name"],
-                str(b["version"]),
-                str(phase),
-                wave,
-                f"{b['readyClusters']}/{b['matchedClusters']}",
-                b["message"] or b["validMessage"],
-            )
+        bt = blueprint_table(data["blueprints"])
         ct = Table(title="Member clusters")
         for col in ("cluster", "reachable", "blueprints", "add-ons", "drift", "pools", "last error"):
             ct.add_column(col)
@@ -149,6 +136,45 @@ def status_cmd(
         console.print(ct)
     converged = all(c["reachable"] and c["ready"] for c in data["clusters"])
     raise typer.Exit(0 if converged else 1)
+
+
+def wave_label(wave: int | None, waves: int) -> str:
+    """The current wave as ``n/total``, counted from 1 like the rollout's message ("paused at wave 1/3").
+
+    ``status.rollout.wave`` is a 0-based index and equals ``len(waves)`` once every wave is
+    done; that shows as ``total/total``.
+    """
+    return f"{min((wave or 0) + 1, waves)}/{waves}" if waves else "-"
+
+
+def blueprint_table(blueprints: list[dict[str, Any]]) -> Table:
+    """The Blueprints table of ``status`` (rows as ``fleet_summary`` returns them)."""
+    bt = Table(title="Blueprints")
+    for col in ("blueprint", "version", "rollout", "wave", "clusters ready", "message"):
+        bt.add_column(col)
+    for b in blueprints:
+        phase = b["phase"] or ("[red]invalid[/red]" if not b["valid"] else "-")
+        bt.add_row(
+            b["name"],
+            str(b["version"]),
+            str(phase),
+            wave_label(b["wave"], b["waves"]),
+            f"{b['readyClusters']}/{b['matchedClusters']}",
+            b["message"] or b["validMessage"],
+        )
+    return bt
+
+
+def rollout_table(ro: dict[str, Any]) -> Table:
+    """The waves of ``rollout status``, numbered from 1 (as in the message), the current one marked ``<``."""
+    t = Table()
+    for col in ("wave", "clusters", "assigned versions"):
+        t.add_column(col)
+    assignments = ro.get("assignments") or {}
+    for i, wave in enumerate(ro.get("waves") or []):
+        marker = " <" if i == ro.get("wave") else ""
+        t.add_row(f"{i + 1}{marker}", ", ".join(wave), ", ".join(str(assignments.get(c, "-")) for c in wave))
+    return t
 
 
 def _state(state: str | None) -> str:
@@ -193,14 +219,7 @@ def rollout_status(
         console = Console()
         console.print(f"[bold]{blueprint}[/bold] -> {ro.get('targetVersion', '?')}: {ro.get('phase', 'not started')}")
         console.print(ro.get("message", ""))
-        t = Table()
-        for col in ("wave", "clusters", "assigned versions"):
-            t.add_column(col)
-        assignments = ro.get("assignments") or {}
-        for i, wave in enumerate(ro.get("waves") or []):
-            marker = " <" if i == ro.get("wave") else ""
-            t.add_row(f"{i}{marker}", ", ".join(wave), ", ".join(str(assignments.get(c, "-")) for c in wave))
-        console.print(t)
+        console.print(rollout_table(ro))
         for f in ro.get("failures") or []:
             console.print(f"[red]failed[/red] {f.get('cluster')} add-on {f.get('addon')}: {f.get('message')}")
     raise typer.Exit(0 if ro.get("phase") == "Complete" else 1)
