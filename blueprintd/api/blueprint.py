@@ -221,7 +221,11 @@ class GatekeeperPolicies(ApiModel):
 
     addon: str = Field(
         default="gatekeeper",
-        description=("The add-on installing Gatekeeper; the generated policy add-ons depend on it when present."),
+        description=(
+            "The add-on installing Gatekeeper; the generated policy add-ons depend on it. Must name an add-on "
+            'of spec.addons when there are templates or constraints; "" means Gatekeeper is installed outside '
+            "this Blueprint."
+        ),
     )
     templates: list[dict[str, Any]] = Field(
         default_factory=list,

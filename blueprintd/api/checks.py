@@ -1,8 +1,9 @@
 """Semantic checks of a Blueprint spec, beyond what the schema can say.
 
 The schema (pydantic and the CRD) checks shapes; these checks relate parts to each other:
-add-on names are unique and every ``dependsOn`` names an add-on without forming a cycle,
-manifests are real Kubernetes objects, overlays compile and only use known CEL variables,
+add-on names are unique, every ``dependsOn`` names an add-on without forming a cycle,
+``policies.gatekeeper.addon`` names the add-on installing Gatekeeper, manifests are real
+Kubernetes objects, overlays compile and only use known CEL variables,
 patches target add-ons and manifests that exist, JSON patch operations are well formed and
 point at fields that exist (or that another overlay creates). Every problem is returned
 as an ``Issue`` with the field path, so users fix all of them in one round.
@@ -246,6 +247,31 @@ class _Checker:
                     (*at, "metadata"),
                 )
 
+    def check_gatekeeper_addon(self) -> None:
+        """``policies.gatekeeper.addon`` must name an add-on of ``spec.addons`` (or be "").
+
+        The generated policy add-ons depend on it, so the ConstraintTemplates wait until
+        Gatekeeper serves their API. A name that matches no add-on used to pass validation and
+        fail on every member ("the cluster does not serve ConstraintTemplate"). ``""`` states
+        that Gatekeeper is installed outside this Blueprint. Only checked when there are
+        templates or constraints: without them nothing depends on the add-on.
+        """
+        policies = self.spec.policies
+        gk = policies.gatekeeper if policies is not None else None
+        if gk is None or not (gk.templates or gk.constraints) or gk.addon == "":
+            return
+        user_addons = sorted({a.name for a in self.spec.addons})
+        if gk.addon in user_addons:
+            return
+        why = "is generated from spec.policies" if gk.addon in GENERATED_ADDONS else "is not in spec.addons"
+        self.add(
+            f"names add-on {gk.addon!r}, which {why}; the policy add-ons wait for it so that Gatekeeper "
+            "serves ConstraintTemplate before they are applied. Name the add-on that installs Gatekeeper, "
+            'or set addon: "" when Gatekeeper is installed outside this Blueprint',
+            ("policies", "gatekeeper", "addon"),
+            ", ".join(user_addons),
+        )
+
     # --- overlays -----------------------------------------------------------------------
 
     def check_overlays(self) -> None:
@@ -420,6 +446,7 @@ class _Checker:
     def run(self) -> list[Issue]:
         self.check_addons()
         self.check_policies()
+        self.check_gatekeeper_addon()
         self.check_ignores(self.spec.drift.ignore, ("drift", "ignore"))
         self.check_overlays()
         return self.issues

@@ -190,6 +190,7 @@ def test_reserved_addon_name(small: dict[str, Any]) -> None:
 def test_constraint_kind_must_have_a_template(small: dict[str, Any]) -> None:
     small["spec"]["policies"] = {
         "gatekeeper": {
+            "addon": "operator",
             "templates": [
                 {
                     "apiVersion": "templates.gatekeeper.sh/v1",
@@ -249,3 +250,61 @@ def test_parameters_must_be_scalars(small: dict[str, Any]) -> None:
     issue = one(small)
     assert issue.field == "spec.parameters.replicas"
     assert issue.message.startswith("expected ")
+
+
+TEMPLATE = {
+    "apiVersion": "templates.gatekeeper.sh/v1",
+    "kind": "ConstraintTemplate",
+    "metadata": {"name": "k8srequired"},
+    "spec": {"crd": {"spec": {"names": {"kind": "K8sRequired"}}}, "targets": []},
+}
+
+
+def test_gatekeeper_addon_must_name_an_addon(small: dict[str, Any]) -> None:
+    """policies.gatekeeper.addon names the add-on that installs Gatekeeper's CRDs: a typo (or
+    no such add-on at all) used to pass validate and fail only on the member cluster."""
+    small["spec"]["policies"] = {"gatekeeper": {"templates": [TEMPLATE]}}  # addon defaults to "gatekeeper"
+    issue = one(small)
+    assert issue.field == "spec.policies.gatekeeper.addon"
+    assert "'gatekeeper'" in issue.message and "spec.addons" in issue.message
+    assert issue.allowed == "objects, operator"
+    small["spec"]["policies"]["gatekeeper"]["addon"] = "operator"
+    parse_blueprint(small)
+
+
+def test_gatekeeper_installed_outside_the_blueprint_is_said_explicitly(small: dict[str, Any]) -> None:
+    small["spec"]["policies"] = {"gatekeeper": {"addon": "", "templates": [TEMPLATE]}}
+    bp = parse_blueprint(small)
+    from blueprintd.api.expand import policy_addons
+
+    (templates,) = policy_addons(bp.spec)
+    assert templates.depends_on == []
+
+
+def test_gatekeeper_addon_cannot_be_a_generated_addon(small: dict[str, Any]) -> None:
+    small["spec"]["policies"] = {"gatekeeper": {"addon": "policy-templates", "templates": [TEMPLATE]}}
+    issue = one(small)
+    assert issue.field == "spec.policies.gatekeeper.addon"
+
+
+def test_gatekeeper_addon_without_policies_is_not_a_reference(small: dict[str, Any]) -> None:
+    small["spec"]["policies"] = {"gatekeeper": {"addon": "gatekeeper"}}
+    parse_blueprint(small)
+
+
+def test_every_reference_field_is_checked(small: dict[str, Any]) -> None:
+    """One Blueprint with a dangling reference in each field that names another part of it."""
+    spec = small["spec"]
+    spec["addons"][1]["dependsOn"] = ["operatr"]
+    spec["policies"] = {"gatekeeper": {"addon": "gatekeepr", "templates": [TEMPLATE]}}
+    spec["overlays"][0]["patches"] = [
+        {"addon": "operatr", "values": {"x": 1}},
+        {"addon": "objects", "target": {"kind": "ConfigMap", "name": "setings"}, "mergePatch": {"data": {}}},
+    ]
+    fields = sorted(i.field for i in problems(small))
+    assert fields == [
+        "spec.addons[1].dependsOn[0]",
+        "spec.overlays[0].patches[0].addon",
+        "spec.overlays[0].patches[1].target",
+        "spec.policies.gatekeeper.addon",
+    ]
