@@ -43,9 +43,12 @@ class PreparedDevice:
     cdi_device_ids: tuple[str, ...]
     uuid: str = ""
     device_type: str = "gpu"  # gpu | mig
+    # The allocation's shareID when the device is shared between claims (consumable
+    # capacity); '' for an exclusive allocation.
+    share_id: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "requestNames": list(self.request_names),
             "poolName": self.pool_name,
             "deviceName": self.device_name,
@@ -53,6 +56,9 @@ class PreparedDevice:
             "uuid": self.uuid,
             "type": self.device_type,
         }
+        if self.share_id:  # absent for exclusive devices: such records read as before share IDs
+            data["shareID"] = self.share_id
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PreparedDevice:
@@ -63,6 +69,7 @@ class PreparedDevice:
             cdi_device_ids=tuple(data.get("cdiDeviceIDs", [])),
             uuid=str(data.get("uuid", "")),
             device_type=str(data.get("type", "gpu")),
+            share_id=str(data.get("shareID", "")),
         )
 
 

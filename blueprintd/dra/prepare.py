@@ -106,6 +106,7 @@ class _Result:
     request: str
     device: NodeDevice
     pool: str
+    share_id: str = ""  # DeviceRequestAllocationResult.shareID: the device is shared between claims
 
 
 @dataclass
@@ -322,23 +323,29 @@ class Preparer:
                     f"device {name} (request {res.get('request')!r}) is not available on node "
                     f"{self.node_name}: it may have been removed by a MIG re-layout"
                 )
-            results.append(_Result(str(res.get("request", "")), device, str(res.get("pool"))))
+            results.append(
+                _Result(str(res.get("request", "")), device, str(res.get("pool")), str(res.get("shareID") or ""))
+            )
         return results
 
     def _prepared_devices(self, ref: ClaimRef, results: Sequence[_Result]) -> tuple[PreparedDevice, ...]:
-        by_name: dict[str, PreparedDevice] = {}
+        """One entry per (device, share): the kubelet keys prepared devices by pool, device and
+        shareID, so a device shared twice in one claim (consumable capacity) is two entries."""
+        by_key: dict[tuple[str, str], PreparedDevice] = {}
         for res in results:
-            prev = by_name.get(res.device.name)
+            key = (res.device.name, res.share_id)
+            prev = by_key.get(key)
             requests = (*prev.request_names, res.request) if prev else (res.request,)
-            by_name[res.device.name] = PreparedDevice(
+            by_key[key] = PreparedDevice(
                 request_names=tuple(dict.fromkeys(requests)),
                 pool_name=res.pool,
                 device_name=res.device.name,
                 cdi_device_ids=(device_cdi_id(res.device.name), claim_cdi_id(ref.uid, res.device.name)),
                 uuid=res.device.uuid,
                 device_type=res.device.device_type,
+                share_id=res.share_id,
             )
-        return tuple(by_name.values())
+        return tuple(by_key.values())
 
     def _apply(self, record: PreparedClaim, groups: Sequence[_Group]) -> None:
         for setting in record.time_slicing:
@@ -353,11 +360,13 @@ class Preparer:
 
     def _write_claim_spec(self, record: PreparedClaim) -> None:
         daemons = {d.daemon_id: d for d in record.mps_daemons}
+        # One CDI device per physical device, however many shares of it the claim holds.
+        physical = {d.device_name: d for d in record.devices}
         self.cdi.write_claim_spec(
             record.uid,
             [
                 ClaimDevice(d.device_name, d.uuid, daemons.get(record.mps_by_device.get(d.device_name, "")))
-                for d in record.devices
+                for d in physical.values()
             ],
         )
 

@@ -1,8 +1,9 @@
 """The DRAPlugin gRPC service, served as v1 and v1beta1 from one implementation.
 
-The two API versions have identical messages in different proto packages, so the servicer
-is parameterised by the generated module of its version: it converts that version's
-messages to :class:`~blueprintd.dra.prepare.ClaimRef`, calls the shared
+The two API versions have the same messages in different proto packages (v1's Device adds
+``share_id`` for shared allocations), so the servicer is parameterised by the generated
+module of its version: it converts that version's messages to
+:class:`~blueprintd.dra.prepare.ClaimRef`, calls the shared
 :class:`~blueprintd.dra.prepare.Preparer`, and builds that version's response. No method
 ever raises to gRPC: the kubelet discards a whole response on a gRPC error, so every
 failure is reported per claim.
@@ -37,6 +38,8 @@ class DraServicer:
     def __init__(self, preparer: Preparer, pb2: ModuleType) -> None:
         self.preparer = preparer
         self.pb2 = pb2
+        # v1 only: v1beta1 kubelets predate shared (consumable capacity) allocations.
+        self._has_share_id = "share_id" in pb2.Device.DESCRIPTOR.fields_by_name
 
     def NodePrepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
         refs = _refs(request)
@@ -59,14 +62,15 @@ class DraServicer:
                 entry.error = result.error
                 continue
             for dev in result.devices:
-                entry.devices.append(
-                    self.pb2.Device(
-                        request_names=list(dev.request_names),
-                        pool_name=dev.pool_name,
-                        device_name=dev.device_name,
-                        cdi_device_ids=list(dev.cdi_device_ids),
-                    )
+                device = self.pb2.Device(
+                    request_names=list(dev.request_names),
+                    pool_name=dev.pool_name,
+                    device_name=dev.device_name,
+                    cdi_device_ids=list(dev.cdi_device_ids),
                 )
+                if dev.share_id and self._has_share_id:
+                    device.share_id = dev.share_id
+                entry.devices.append(device)
         return response
 
     def NodeUnprepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:

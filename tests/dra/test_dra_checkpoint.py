@@ -76,3 +76,19 @@ def test_failed_write_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch: pyte
     monkeypatch.undo()
     assert "u-1" in store.load().claims
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
+
+
+def test_share_ids_survive_a_restart_and_old_files_still_load(tmp_path: Path) -> None:
+    """A shared allocation's shareID must be answered again after a plugin restart; checkpoints
+    written before share IDs existed have none (every device was exclusive then)."""
+    shared = PreparedDevice(
+        ("small",), "node-a", "gpu-0", ("k8s.gpu.nvidia.com/device=gpu-0",), "GPU-0", "gpu", share_id="share-a"
+    )
+    claim = PreparedClaim(uid="u-2", namespace="ns", name="c", devices=(shared,))
+    store = CheckpointStore(tmp_path / "checkpoint.json")
+    store.save(Checkpoint({"u-1": _claim(), "u-2": claim}))
+    loaded = store.load().claims
+    assert loaded["u-2"].devices[0].share_id == "share-a"
+    assert loaded["u-1"].devices[0].share_id == ""
+    doc = json.loads(store.path.read_text())
+    assert "shareID" not in doc["data"]["preparedClaims"]["u-1"]["devices"][0], "exclusive devices: no key"

@@ -192,3 +192,60 @@ def test_a_servicer_missing_a_method_is_refused_when_it_is_registered() -> None:
         service_handler(dra_v1_pb2, "DRAPlugin", Half())
     with pytest.raises(KeyError, match="no service 'Nope'"):
         service_handler(dra_v1_pb2, "Nope", Half())
+
+
+SHARE_A = "a671734a-e8e5-11e4-8fde-42010af09327"
+SHARE_B = "b671734a-e8e5-11e4-8fde-42010af09327"
+
+
+def test_device_share_id_is_the_kubelets_field_5() -> None:
+    """k8s.io/kubelet/pkg/apis/dra/v1 Device: ``optional string share_id = 5`` (the kubelet reads
+    ``device.ShareId`` from the v1 response); v1beta1's Device stops at cdi_device_ids = 4."""
+    field = dra_v1_pb2.Device.DESCRIPTOR.fields_by_name["share_id"]
+    assert field.number == 5 and field.type == field.TYPE_STRING and field.has_presence
+    assert "share_id" not in dra_v1beta1_pb2.Device.DESCRIPTOR.fields_by_name
+
+
+def test_shared_allocations_return_their_share_id(
+    served: PluginServer, memory_claims: Any, make_claim: Callable[..., Any]
+) -> None:
+    """Consumable capacity: one device allocated twice (two requests, two shares) is two
+    entries, each with the allocation result's shareID; an exclusive device has none."""
+    claim = make_claim(
+        "shared",
+        "uid-s",
+        [("small", "gpu-2-mig-1g10gb-19-0"), ("big", "gpu-2-mig-1g10gb-19-0"), ("own", "gpu-2-mig-1g10gb-19-1")],
+    )
+    results = claim["status"]["allocation"]["devices"]["results"]
+    results[0]["shareID"] = SHARE_A
+    results[1]["shareID"] = SHARE_B
+    memory_claims.add(claim)
+    req = dra_v1_pb2.NodePrepareResourcesRequest(
+        claims=[dra_v1_pb2.Claim(namespace="default", name="shared", uid="uid-s")]
+    )
+    with _channel(served.paths.dra_socket) as ch:
+        stub = Client(ch, dra_v1_pb2, "DRAPlugin")
+        resp = stub.NodePrepareResources(req, timeout=10).claims["uid-s"]
+        assert resp.error == ""
+        got = [
+            (d.device_name, list(d.request_names), d.share_id if d.HasField("share_id") else None)
+            for d in resp.devices
+        ]
+        assert got == [
+            ("gpu-2-mig-1g10gb-19-0", ["small"], SHARE_A),
+            ("gpu-2-mig-1g10gb-19-0", ["big"], SHARE_B),
+            ("gpu-2-mig-1g10gb-19-1", ["own"], None),
+        ]
+        assert stub.NodePrepareResources(req, timeout=10).claims["uid-s"] == resp, "repeat from the checkpoint"
+        old = Client(ch, dra_v1beta1_pb2, "DRAPlugin")
+        beta = old.NodePrepareResources(
+            dra_v1beta1_pb2.NodePrepareResourcesRequest(
+                claims=[dra_v1beta1_pb2.Claim(namespace="default", name="shared", uid="uid-s")]
+            ),
+            timeout=10,
+        ).claims["uid-s"]
+        assert beta.error == "" and len(beta.devices) == 3, "v1beta1 has no share_id; the devices are still there"
+    (record,) = served.preparer.prepared_claims.values()
+    assert [d.share_id for d in record.devices] == [SHARE_A, SHARE_B, ""]
+    spec = (served.preparer.cdi.claim_spec_path("uid-s")).read_text()
+    assert spec.count('"name": "uid-s-gpu-2-mig-1g10gb-19-0"') == 1, "one CDI device per physical device"
