@@ -138,7 +138,7 @@ def by_key(key: str) -> GpuProduct | None:
 
 def lookup(name: str = "", pci_device_id: str = "") -> GpuProduct | None:
     """Find a product from any of its names: NVML name, GFD label (with or without a
-    ``-MIG-…`` suffix), catalog key, or PCI device id (``0x2330`` or ``0x233010DE``)."""
+    ``-MIG-…`` or ``-SHARED`` suffix), catalog key, or PCI device id (``0x2330`` or ``0x233010DE``)."""
     if pci_device_id:
         pci = pci_device_id.lower()
         if pci.endswith("10de") and len(pci) == 10:
@@ -148,7 +148,7 @@ def lookup(name: str = "", pci_device_id: str = "") -> GpuProduct | None:
             return found
     if not name:
         return None
-    low = name.strip().lower()
+    low = name.strip().lower().removesuffix("-shared")  # GFD's label while GPUs are shared
     if "-mig-" in low:
         low = low.split("-mig-", 1)[0]
     return _BY_KEY.get(low) or _BY_NAME.get(low) or _BY_GFD.get(low) or _BY_GFD.get(gfd_product_name(low))

@@ -39,10 +39,28 @@ def _capacity(node: Mapping[str, Any]) -> dict[str, Any]:
     return dict(status.get("capacity") or status.get("allocatable") or {})
 
 
+SHARED_SUFFIX = "-SHARED"
+
+
+def split_gfd_product(product: str) -> tuple[str, str, bool]:
+    """GFD's product label -> (GPU product, MIG profile or '', shared).
+
+    GFD builds the label as ``<GPU>[-MIG-<profile>][-SHARED]``: the MIG part under MIG
+    strategy single, ``-SHARED`` when time-slicing or MPS hands out replicas without renaming
+    the resource. Both describe the current configuration, not the hardware, so the product
+    is what is left (``NVIDIA-L4-SHARED`` is an L4) and the rest becomes facts of its own.
+    """
+    shared = product.endswith(SHARED_SUFFIX)
+    if shared:
+        product = product.removesuffix(SHARED_SUFFIX)
+    base, sep, profile = product.partition("-MIG-")
+    return (base, profile, shared) if sep else (product, "", shared)
+
+
 def split_mig_product(product: str) -> tuple[str, str]:
     """GFD's MIG-single product ``NVIDIA-H100-80GB-HBM3-MIG-1g.10gb`` -> (GPU, profile)."""
-    base, sep, profile = product.partition("-MIG-")
-    return (base, profile) if sep else (product, "")
+    base, profile, _ = split_gfd_product(product)
+    return base, profile
 
 
 def _driver_version(labels: Mapping[str, str]) -> str:
@@ -74,9 +92,10 @@ def _cuda_version(labels: Mapping[str, str]) -> str:
 def gfd_observation(node: Mapping[str, Any]) -> Observation | None:
     """What GPU Feature Discovery's labels say; None when the node carries none.
 
-    With MIG strategy ``single`` GFD describes the MIG *devices*: the product gets a
-    ``-MIG-<profile>`` suffix and ``gpu.count`` / ``gpu.memory`` count and size MIG devices.
-    The GPU count is then recovered by dividing by the profile's instances per GPU (exact
+    A ``-SHARED`` product suffix (sharing without renaming) is removed and recorded as
+    ``sharing_strategy``. With MIG strategy ``single`` GFD describes the MIG *devices*: the
+    product gets a ``-MIG-<profile>`` suffix and ``gpu.count`` / ``gpu.memory`` count and
+    size MIG devices. The GPU count is then recovered by dividing by the profile's instances per GPU (exact
     for the ``all-<profile>`` layouts that strategy is used with); GPU memory is left to the
     catalog.
     """
@@ -85,7 +104,7 @@ def gfd_observation(node: Mapping[str, Any]) -> Observation | None:
     if not product_label and GFD + "gpu.count" not in labels:
         return None
     obs = Observation(node_name(node), FactSource.GFD)
-    base, mig_profile = split_mig_product(product_label)
+    base, mig_profile, shared = split_gfd_product(product_label)
     strategy = labels.get(GFD + "mig.strategy", "")
     obs.put("gpu_product", gfd_product(base))
     count = to_int(labels.get(GFD + "gpu.count"))
@@ -116,7 +135,11 @@ def gfd_observation(node: Mapping[str, Any]) -> Observation | None:
     if capable in ("true", "false"):
         obs.put("mig_capable", capable == "true")
     obs.put("mig_strategy", strategy)
-    obs.put("sharing_strategy", labels.get(GFD + "gpu.sharing-strategy", ""))
+    sharing = labels.get(GFD + "gpu.sharing-strategy", "")
+    if shared and sharing in ("", "none"):
+        # GFD releases before the sharing-strategy label only shared by time-slicing.
+        sharing = "time-slicing"
+    obs.put("sharing_strategy", sharing)
     obs.put("driver_version", _driver_version(labels))
     obs.put("cuda_driver_version", _cuda_version(labels))
     return obs

@@ -189,3 +189,26 @@ def test_devfleet_simulated_nodes(k8s: Any) -> None:
     ]
     names = [p.name for p in build_cluster_facts(nodes).pools]
     assert names == ["h100-80gb", "h100-80gb-mig", "h100-80gb-vfio", "l4", "cpu"]
+
+
+def test_time_sliced_l4_with_shared_product_joins_the_l4_pool(k8s: Any) -> None:
+    """GFD appends -SHARED to the product when time-slicing renames nothing: still an L4, in the
+    same pool as the L4 nodes not (yet) shared, with the sharing state recorded as a fact."""
+    from blueprintd.facts import catalog
+
+    shared = k8s.gfd_labels("l4", 4, sharing="time-slicing", replicas=4, driver="550.90.07")
+    shared["nvidia.com/gpu.product"] = "NVIDIA-L4-SHARED"
+    nodes = [
+        k8s.node("l4-ts", shared, {"nvidia.com/gpu": "16"}),
+        k8s.gfd_node("l4-plain", "l4", 4, driver="550.90.07"),
+        k8s.agent_node("l4-agent", "l4-server", labels=dict(shared)),
+    ]
+    facts = build_cluster_facts(nodes)
+    (pool,) = facts.pools
+    assert pool.name == "l4" and pool.nodes == ["l4-agent", "l4-plain", "l4-ts"]
+    assert pool.gpu_product == "NVIDIA-L4" and pool.gpu_count == 4
+    known = catalog.lookup(pool.gpu_product)
+    assert known is not None and known.key == "l4"
+    assert pool.sharing_strategy == "time-slicing"  # two of three nodes are shared
+    assert facts.conflicts == [], "the agent's 'NVIDIA L4' and GFD's product agree"
+    assert catalog.lookup("NVIDIA-L4-SHARED") == known, "the catalog knows the shared spelling too"

@@ -224,3 +224,38 @@ def test_slices_published_by_the_bundled_dra_driver_are_read_back() -> None:
     assert obs.facts["mig_enabled"] is True
     assert obs.facts["gpu_memory_mib"] == 81920
     assert obs.facts["driver_version"] in ("535.161.8", "535.161.08")
+
+
+def _shared(labels: dict[str, str]) -> dict[str, str]:
+    """GFD's labels when sharing without renaming: ``-SHARED`` appended to the product."""
+    return {**labels, "nvidia.com/gpu.product": labels["nvidia.com/gpu.product"] + "-SHARED"}
+
+
+def test_gfd_shared_suffix_is_the_product_plus_a_sharing_fact(k8s: Any) -> None:
+    labels = _shared(k8s.gfd_labels("l4", 4, sharing="time-slicing", replicas=4))
+    assert labels["nvidia.com/gpu.product"] == "NVIDIA-L4-SHARED"
+    obs = gfd_observation(k8s.node("l4-ts", labels, {"nvidia.com/gpu": "16"}))
+    assert obs is not None
+    assert obs.facts["gpu_product"] == "NVIDIA-L4"
+    assert obs.facts["sharing_strategy"] == "time-slicing"
+    assert obs.facts["gpu_count"] == 4 and obs.facts["gpu_memory_mib"] == 23034
+
+
+def test_gfd_shared_suffix_without_a_sharing_strategy_label(k8s: Any) -> None:
+    """GFD releases before the sharing-strategy label only added -SHARED for time-slicing."""
+    labels = _shared(k8s.gfd_labels("t4", 1, replicas=8))
+    del labels["nvidia.com/gpu.sharing-strategy"]
+    obs = gfd_observation(k8s.node("t4-ts", labels))
+    assert obs is not None
+    assert (obs.facts["gpu_product"], obs.facts["sharing_strategy"]) == ("Tesla-T4", "time-slicing")
+
+
+def test_gfd_shared_mig_single_product(k8s: Any) -> None:
+    """MIG strategy single with time-slicing: ``<GPU>-MIG-<profile>-SHARED``."""
+    labels = _shared(k8s.gfd_labels("h100-80gb", 8, mig_single="1g.10gb", mig_config="all-1g.10gb", replicas=2))
+    assert labels["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3-MIG-1g.10gb-SHARED"
+    obs = gfd_observation(k8s.node("m-ts", labels))
+    assert obs is not None
+    assert obs.facts["gpu_product"] == "NVIDIA-H100-80GB-HBM3"
+    assert obs.facts["gpu_count"] == 8, "56 MIG devices / 7 per GPU"
+    assert obs.facts["mig_enabled"] is True and obs.facts["sharing_strategy"] == "time-slicing"
