@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from blueprintd.api.base import ApiModel
 
@@ -93,7 +93,8 @@ class NodeGpuInventory(ApiModel):
 
 
 class FactConflict(ApiModel):
-    """Two sources disagree on one fact of one node; the higher-precedence one won."""
+    """Two sources disagree on one fact of one node (the higher-precedence one won), or, with
+    ``pool`` set, one node of a pool differs from the value the pool reports."""
 
     node: str
     field: str
@@ -101,6 +102,10 @@ class FactConflict(ApiModel):
     chosen_source: FactSource
     other: str
     other_source: FactSource
+    pool: str = Field(
+        default="",
+        description="set when nodes of this pool differ: chosen is the pool's value, other the node's",
+    )
 
 
 class NodePool(ApiModel):
@@ -109,7 +114,13 @@ class NodePool(ApiModel):
     name: str = Field(description="stable pool name derived from product and configuration")
     nodes: list[str] = Field(default_factory=list)
     gpu_product: str = Field(default="", description="GFD-style product, e.g. NVIDIA-H100-80GB-HBM3; '' for CPU pools")
-    gpu_count: int = Field(default=0, description="GPUs per node")
+    gpu_count: int = Field(
+        default=0,
+        description="GPUs per node: the count most nodes have (the smaller on a tie); see gpuCountMin/Max",
+    )
+    gpu_count_min: int = Field(default=0, description="fewest GPUs on one node of the pool")
+    gpu_count_max: int = Field(default=0, description="most GPUs on one node of the pool")
+    gpu_total: int = Field(default=0, description="GPUs on all nodes of the pool together")
     gpu_memory_mib: int = 0
     gpu_family: str = Field(default="", description="architecture family, e.g. hopper")
     compute_capability: str = ""
@@ -127,6 +138,17 @@ class NodePool(ApiModel):
     sources: dict[str, FactSource] = Field(
         default_factory=dict, description="fact name (camelCase) -> where it was read"
     )
+
+    @model_validator(mode="after")
+    def _uniform_counts_by_default(self) -> NodePool:
+        """A pool written by hand with only ``gpuCount`` has that count on every node."""
+        if "gpu_count_min" not in self.model_fields_set:
+            self.gpu_count_min = self.gpu_count
+        if "gpu_count_max" not in self.model_fields_set:
+            self.gpu_count_max = self.gpu_count
+        if "gpu_total" not in self.model_fields_set:
+            self.gpu_total = self.gpu_count * len(self.nodes)
+        return self
 
 
 class ClusterFacts(ApiModel):

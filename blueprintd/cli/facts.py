@@ -21,7 +21,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from blueprintd.api.facts import ClusterFacts, FactSource, NodeGpuInventory
+from blueprintd.api.facts import ClusterFacts, FactSource, NodeGpuInventory, NodePool
 from blueprintd.errors import BlueprintdError, ClusterError
 from blueprintd.facts.collect.model import PRECEDENCE
 from blueprintd.facts.collect.slices import DEFAULT_DRA_DRIVER
@@ -126,12 +126,19 @@ def _sources(sources: dict[str, FactSource]) -> str:
     return ",".join(_SHORT_SOURCE[s] for s in PRECEDENCE if s in used)
 
 
+def _per_node(pool: NodePool) -> str:
+    """GPUs per node; a range when the pool's nodes differ (``2-8``)."""
+    if pool.gpu_count_min != pool.gpu_count_max:
+        return f"{pool.gpu_count_min}-{pool.gpu_count_max}"
+    return str(pool.gpu_count) if pool.gpu_count else ""
+
+
 def render_cluster(facts: ClusterFacts) -> None:
     console = Console(soft_wrap=True)
     version = f" ({facts.kubernetes_version})" if facts.kubernetes_version else ""
     console.print(f"[bold]{facts.cluster}[/bold]{version}: {len(facts.pools)} pool(s)", highlight=False)
     table = Table()
-    for col in ("pool", "nodes", "product", "GPUs", "memory", "MIG", "driver", "sources"):
+    for col in ("pool", "nodes", "product", "GPUs/node", "GPUs", "memory", "MIG", "driver", "sources"):
         table.add_column(col, overflow="fold")
     for pool in facts.pools:
         mig = ""
@@ -143,18 +150,20 @@ def render_cluster(facts: ClusterFacts) -> None:
             pool.name,
             str(len(pool.nodes)),
             pool.gpu_product,
-            str(pool.gpu_count) if pool.gpu_count else "",
+            _per_node(pool),
+            str(pool.gpu_total) if pool.gpu_total else "",
             _gib(pool.gpu_memory_mib),
             mig,
             pool.driver_version,
             _sources(pool.sources),
         )
     console.print(table)
-    if facts.conflicts:
+    source_conflicts = [c for c in facts.conflicts if not c.pool]
+    if source_conflicts:
         conflicts = Table(title="sources disagree (the first source wins)")
         for col in ("node", "fact", "chosen", "other"):
             conflicts.add_column(col, overflow="fold")
-        for c in facts.conflicts:
+        for c in source_conflicts:
             conflicts.add_row(
                 c.node,
                 c.field,
@@ -162,6 +171,14 @@ def render_cluster(facts: ClusterFacts) -> None:
                 f"{c.other} ({_SHORT_SOURCE[c.other_source]})",
             )
         console.print(conflicts)
+    node_conflicts = [c for c in facts.conflicts if c.pool]
+    if node_conflicts:
+        differ = Table(title="nodes of one pool differ (the pool reports the most common value)")
+        for col in ("pool", "node", "fact", "pool value", "node value"):
+            differ.add_column(col, overflow="fold")
+        for c in node_conflicts:
+            differ.add_row(c.pool, c.node, c.field, c.chosen, f"{c.other} ({_SHORT_SOURCE[c.other_source]})")
+        console.print(differ)
 
 
 def facts_cmd(

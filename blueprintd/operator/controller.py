@@ -385,7 +385,7 @@ class Controller:
                 "pool": p.name,
                 "product": p.gpu_product,
                 "nodes": len(p.nodes),
-                "gpus": p.gpu_count * len(p.nodes),
+                "gpus": p.gpu_total,
                 "mig": p.mig_enabled,
                 "sandbox": p.sandbox,
             }

@@ -105,3 +105,15 @@ def test_cluster_table_renders_pools_and_conflicts(capsys: pytest.CaptureFixture
     render_cluster(build_cluster_facts([node, {"metadata": {"name": "cpu-a"}}], cluster="c"))
     out = capsys.readouterr().out
     assert "l4" in out and "cpu" in out and "sources disagree" in out and "570.86.15" in out
+
+
+def test_cluster_table_shows_a_gpu_count_range_and_the_pool_conflict(capsys: pytest.CaptureFixture[str]) -> None:
+    def gfd(name: str, count: int) -> dict[str, object]:
+        labels = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": str(count)}
+        return {"metadata": {"name": name, "labels": labels}}
+
+    render_cluster(build_cluster_facts([gfd("a", 8), gfd("b", 2)], cluster="c"))
+    out = capsys.readouterr().out
+    row = next((line for line in out.splitlines() if "2-8" in line), "")
+    assert row.split("│")[5].strip() == "10", out  # GPUs per node 2-8, 10 in the pool
+    assert "nodes of one pool differ" in out

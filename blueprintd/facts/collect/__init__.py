@@ -14,6 +14,7 @@ from blueprintd.facts.collect.pools import (
     build_pools,
     merge_node,
     node_facts,
+    pool_conflicts,
     pool_names,
 )
 from blueprintd.facts.collect.slices import DEFAULT_DRA_DRIVER, latest_generation, slice_observations
@@ -33,6 +34,7 @@ __all__ = [
     "merge_node",
     "node_facts",
     "node_observation",
+    "pool_conflicts",
     "pool_names",
     "slice_observations",
 ]

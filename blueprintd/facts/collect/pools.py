@@ -13,7 +13,10 @@ stable and readable: the catalog key (``h100-80gb``), ``-mig`` when MIG is on, `
 ``-vgpu`` for sandboxed nodes, ``cpu`` for nodes without GPUs. Only when two pools would get
 the same name (two MIG configs of one product) is the MIG config added
 (``h100-80gb-mig-all-1g-10gb``). Within a pool, a fact that differs between nodes (driver
-version mid-upgrade) takes its most common value.
+version mid-upgrade) takes its most common value (on a tie the smallest number, else the
+first in text order). GPU counts do not split pools: a pool reports the common count plus
+``gpuCountMin`` / ``gpuCountMax`` / ``gpuTotal``, and each node with another count is a
+``FactConflict`` with ``pool`` set.
 """
 
 from __future__ import annotations
@@ -185,6 +188,14 @@ def pool_names(keys: Iterable[PoolKey]) -> dict[PoolKey, str]:
     return names
 
 
+def _tie_order(key: Any) -> tuple[int, Any, str]:
+    """Equally common values: the smallest number (so a GPU count tie reports what every node
+    has), otherwise the first in text order (deterministic)."""
+    if isinstance(key, int | float):
+        return (0, key, "")
+    return (1, 0, str(key))
+
+
 def _aggregate(members: Sequence[NodeFacts]) -> tuple[dict[str, Any], dict[str, FactSource]]:
     values: dict[str, Any] = {}
     sources: dict[str, FactSource] = {}
@@ -194,7 +205,7 @@ def _aggregate(members: Sequence[NodeFacts]) -> tuple[dict[str, Any], dict[str, 
             continue
         counts = Counter(_compare_key(fact, v) for v, _ in seen).most_common()
         top = counts[0][1]
-        winner_key = min((k for k, n in counts if n == top), key=str)
+        winner_key = min((k for k, n in counts if n == top), key=_tie_order)
         winners = [(v, s) for v, s in seen if _compare_key(fact, v) == winner_key]
         value = Counter(v for v, _ in winners).most_common(1)[0][0]
         source_counts = Counter(s for _, s in winners).most_common()
@@ -221,18 +232,53 @@ def build_pools(facts: Iterable[NodeFacts]) -> list[NodePool]:
     for key, members in groups.items():
         members.sort(key=lambda m: m.name)
         values, sources = _aggregate(members)
+        counts = [int(m.get("gpu_count")) for m in members if "gpu_count" in m.values]
         if not key[0]:  # CPU pool: GPU facts of nodes without GPUs are noise
             values = {k: v for k, v in values.items() if k in ("workload_config", "sandbox")}
             sources = {k: v for k, v in sources.items() if k in ("workloadConfig", "sandbox")}
+            counts = []
         pool = NodePool(
             name=names[key],
             nodes=[m.name for m in members],
             labels=_common_labels(members),
             sources=sources,
+            gpu_count_min=min(counts, default=0),
+            gpu_count_max=max(counts, default=0),
+            gpu_total=sum(counts),
             **values,
         )
         pools.append(pool)
     return sorted(pools, key=lambda p: (p.name == CPU_POOL, p.name))
+
+
+def pool_conflicts(pools: Iterable[NodePool], facts: Iterable[NodeFacts]) -> list[FactConflict]:
+    """Nodes whose GPU count differs from their pool's ``gpuCount``, one conflict each.
+
+    Pools are not split by GPU count (a GPU falling off the bus must not move its node to
+    another pool and configuration), so the pool reports one count and the range, and every
+    node that has another count is named here rather than silently summarized.
+    """
+    by_name = {nf.name: nf for nf in facts}
+    out = []
+    for pool in pools:
+        if pool.gpu_count_min == pool.gpu_count_max or "gpuCount" not in pool.sources:
+            continue
+        for node in pool.nodes:
+            nf = by_name[node]
+            if "gpu_count" not in nf.values or nf.get("gpu_count") == pool.gpu_count:
+                continue
+            out.append(
+                FactConflict(
+                    node=node,
+                    pool=pool.name,
+                    field="gpuCount",
+                    chosen=str(pool.gpu_count),
+                    chosen_source=pool.sources["gpuCount"],
+                    other=str(nf.get("gpu_count")),
+                    other_source=nf.values["gpu_count"][1],
+                )
+            )
+    return out
 
 
 def build_cluster_facts(
@@ -252,15 +298,16 @@ def build_cluster_facts(
     default to ``gpu.nvidia.com``).
     """
     merged = node_facts(nodes, resource_slices, dra_driver=dra_driver)
+    pools = build_pools(merged)
     conflicts = sorted(
-        (c for nf in merged for c in nf.conflicts),
-        key=lambda c: (c.node, c.field, _RANK[c.other_source]),
+        [*(c for nf in merged for c in nf.conflicts), *pool_conflicts(pools, merged)],
+        key=lambda c: (c.node, c.field, _RANK[c.other_source], c.pool),
     )
     return ClusterFacts(
         cluster=cluster,
         cluster_labels=dict(cluster_labels or {}),
         kubernetes_version=kubernetes_version,
-        pools=build_pools(merged),
+        pools=pools,
         conflicts=conflicts,
         collected_at=collected_at,
     )

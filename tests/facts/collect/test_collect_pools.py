@@ -212,3 +212,53 @@ def test_time_sliced_l4_with_shared_product_joins_the_l4_pool(k8s: Any) -> None:
     assert pool.sharing_strategy == "time-slicing"  # two of three nodes are shared
     assert facts.conflicts == [], "the agent's 'NVIDIA L4' and GFD's product agree"
     assert catalog.lookup("NVIDIA-L4-SHARED") == known, "the catalog knows the shared spelling too"
+
+
+def _mig_slice_node(k8s: Any, name: str, gpus: int) -> tuple[Any, Any]:
+    """A MIG node described only by NVIDIA's DRA driver (7 x 1g.10gb per GPU) and operator labels."""
+    labels = {"nvidia.com/mig.config": "all-1g.10gb", "nvidia.com/mig.config.state": "success"}
+    devices = [k8s.mig_device(g, start) for g in range(gpus) for start in range(7)]
+    return k8s.node(name, labels), k8s.slice(name, devices)
+
+
+def test_nodes_of_one_pool_with_different_gpu_counts(k8s: Any) -> None:
+    """Issue 18.3: one MIG H100 node with 8 GPUs (GFD), one with 2 (ResourceSlice). The pool
+    used to say "2" as if every node had 2; now it reports the range and the total, and each
+    node that differs from the pool's value is a FactConflict naming the pool."""
+    big = k8s.gfd_node("h100-big", "h100-80gb", 8, mig_single="1g.10gb", mig_config="all-1g.10gb")
+    small, small_slice = _mig_slice_node(k8s, "h100-small", 2)
+    facts = build_cluster_facts([big, small], [small_slice])
+    (pool,) = facts.pools
+    assert pool.name == "h100-80gb-mig" and pool.nodes == ["h100-big", "h100-small"]
+    assert (pool.gpu_count_min, pool.gpu_count_max, pool.gpu_total) == (2, 8, 10)
+    assert pool.gpu_count == 2, "a tie between counts reports the smaller: what every node has"
+    pool_conflicts = [c for c in facts.conflicts if c.pool]
+    assert [(c.pool, c.node, c.field, c.chosen, c.other, c.other_source) for c in pool_conflicts] == [
+        ("h100-80gb-mig", "h100-big", "gpuCount", "2", "8", FactSource.GFD)
+    ]
+    assert pool_conflicts[0].chosen_source is FactSource.RESOURCE_SLICE
+
+
+def test_a_lost_gpu_keeps_the_pool_and_its_count(k8s: Any) -> None:
+    """Pools are not split by GPU count: a GPU falling off the bus must not move a node to
+    another pool (and another configuration). The common count stays; the node is named."""
+    nodes = [k8s.gfd_node(f"n{i}", "h100-80gb", 8) for i in range(3)]
+    nodes.append(k8s.gfd_node("n9", "h100-80gb", 7))
+    facts = build_cluster_facts(nodes)
+    (pool,) = facts.pools
+    assert (pool.gpu_count, pool.gpu_count_min, pool.gpu_count_max, pool.gpu_total) == (8, 7, 8, 31)
+    assert [(c.node, c.pool, c.chosen, c.other) for c in facts.conflicts] == [("n9", "h100-80gb", "8", "7")]
+
+
+def test_gpu_counts_compare_as_numbers(k8s: Any) -> None:
+    facts = build_cluster_facts([k8s.gfd_node("a", "h100-80gb", 16), k8s.gfd_node("b", "h100-80gb", 8)])
+    (pool,) = facts.pools
+    assert (pool.gpu_count, pool.gpu_count_max, pool.gpu_total) == (8, 16, 24), "not '16' < '8' as text"
+
+
+def test_uniform_pools_have_no_pool_conflicts(k8s: Any) -> None:
+    facts = build_cluster_facts([k8s.gfd_node("a", "l4", 4), k8s.gfd_node("b", "l4", 4), k8s.node("c")])
+    l4, cpu = facts.pools
+    assert (l4.gpu_count, l4.gpu_count_min, l4.gpu_count_max, l4.gpu_total) == (4, 4, 4, 8)
+    assert (cpu.gpu_count, cpu.gpu_count_min, cpu.gpu_count_max, cpu.gpu_total) == (0, 0, 0, 0)
+    assert facts.conflicts == []
