@@ -14,22 +14,34 @@ Validation compiles every expression and rejects unknown variables and unknown f
 ``cluster``/``pool``/``params`` up front, so a typo fails ``blueprintd validate`` instead of
 silently never matching in production.
 
+Blueprints are untrusted input (anyone who can merge to the blueprint repository writes
+them), so every evaluation runs metered: the operators and functions an expression calls
+and every comprehension step are charged to a cost budget, and a wall-clock deadline is
+checked at each charge. cel-python is pure Python and a thread cannot be killed, so the
+checks have to happen inside evaluation. The static counterpart, a worst-case cost
+estimate at validate time, lives in ``celcost``; both use the charges defined here.
+
 Implementation notes (cel-python): programs are transpiled to Python once and cached by
-text. The transpiled runner stores its activation in module globals while it runs, so
-evaluation is serialised with a lock; a single evaluation takes microseconds.
+text. We run the transpiled code ourselves, in a private copy of the globals it expects,
+where ``operator.*`` and ``celpy.evaluation.*`` are metered wrappers; the meter of the
+running evaluation is per thread, so evaluations in different threads do not interfere.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import re
 import threading
+import time
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import celpy
+import celpy.evaluation
 import lark
 from celpy import celtypes
 from celpy.celparser import CELParseError, CELParser
@@ -51,21 +63,158 @@ _TYPE_NAMES = frozenset({"int", "uint", "double", "bool", "string", "bytes", "li
 
 TEMPLATE_RE = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
 
-_LOCK = threading.Lock()
-
 
 class CelError(Exception):
     """A CEL expression does not compile, names something unknown, or failed to evaluate."""
 
 
+class CelBudgetExceeded(CelError):
+    """An evaluation used up its cost budget or ran past its deadline; ``what`` says which."""
+
+    def __init__(self, what: str, message: str) -> None:
+        super().__init__(message)
+        self.what = what  # "cost" or "deadline"
+
+
+# --- runtime cost --------------------------------------------------------------------------
+#
+# The unit is one CEL operation (an operator or a function call; the static estimate also
+# charges 1 per variable and field read, which runtime does not meter). Charges that
+# grow with data use SIZE_UNIT: an operation touching n characters or list items costs
+# 1 + n // SIZE_UNIT. A comprehension step (binding the loop variable, which cel-python does
+# by cloning the activation) costs ITERATION_COST. ``celcost`` estimates with the same charges.
+
+SIZE_UNIT = 64
+ITERATION_COST = 1
+DEFAULT_COST_BUDGET = 50_000  # per evaluation; the static limit has the same default
+DEFAULT_RENDER_TIMEOUT = 5.0  # seconds, shared by every evaluation of one render
+
+
+@dataclass(frozen=True)
+class CelBudget:
+    """Runtime limits of CEL evaluation (operator settings ``cel_budget``).
+
+    ``cost``: cost units one evaluation may use. ``timeout_seconds``: wall-clock deadline of
+    one render, shared by all the evaluations in it.
+    """
+
+    cost: int = DEFAULT_COST_BUDGET
+    timeout_seconds: float = DEFAULT_RENDER_TIMEOUT
+
+
+class Meter:
+    """The budget of one evaluation: charged by the metered operators, checked at each charge."""
+
+    __slots__ = ("deadline", "limit", "timeout", "used")
+
+    def __init__(self, limit: int = DEFAULT_COST_BUDGET, deadline: float | None = None, timeout: float = 0.0) -> None:
+        self.limit = limit
+        self.deadline = deadline  # time.monotonic() value; None: no deadline
+        self.timeout = timeout  # for the message
+        self.used = 0
+
+    def charge(self, units: int) -> None:
+        self.used += units
+        if self.used > self.limit:
+            raise CelBudgetExceeded(
+                "cost", f"CEL evaluation exceeded its cost budget of {self.limit} (stopped at {self.used})"
+            )
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise CelBudgetExceeded("deadline", f"CEL evaluation ran past the render deadline of {self.timeout:g}s")
+
+
+_STATE = threading.local()
+
+
+def _meter() -> Meter:
+    meter: Meter | None = getattr(_STATE, "meter", None)
+    if meter is None:  # evaluation outside CelProgram.evaluate: not expected, but never unmetered
+        meter = _STATE.meter = Meter()
+    return meter
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes | list | tuple | dict) else 0
+
+
+def _metered(fn: Callable[..., Any], sized: bool = True) -> Callable[..., Any]:
+    """``fn`` charged 1 plus the size of its operands (before running, so a big concatenation
+    is refused before it allocates)."""
+    if not sized:
+
+        def plain(*args: Any) -> Any:
+            _meter().charge(1)
+            return fn(*args)
+
+        return plain
+
+    def wrapper(*args: Any) -> Any:
+        _meter().charge(1 + sum(_size(a) for a in args) // SIZE_UNIT)
+        return fn(*args)
+
+    return wrapper
+
+
+def _metered_macro(macro: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(activation: Any, bind: str, cel_expr: Callable[[Any], Any], cel_gen: Callable[[Any], Any]) -> Any:
+        def step(act: Any) -> Any:
+            _meter().charge(ITERATION_COST)
+            return cel_expr(act)
+
+        return macro(activation, bind, step, cel_gen)
+
+    return wrapper
+
+
+def _namespace(module: types.ModuleType, overrides: Mapping[str, Any]) -> types.SimpleNamespace:
+    names = {k: v for k, v in vars(module).items() if not k.startswith("__")}
+    return types.SimpleNamespace(**{**names, **overrides})
+
+
+def _metered_globals() -> dict[str, Any]:
+    """The globals transpiled CEL runs in: cel-python's own, with metered operators."""
+    ev = celpy.evaluation
+    evaluation = _namespace(
+        ev,
+        {
+            **{name: _metered_macro(getattr(ev, name)) for name in dir(ev) if name.startswith("macro_")},
+            **{
+                name: _metered(getattr(ev, name))
+                for name in dir(ev)
+                if name.startswith(("function_", "bool_")) or name == "operator_in"
+            },
+        },
+    )
+    ops = _namespace(
+        operator,
+        {
+            **{name: _metered(getattr(operator, name)) for name in ("add", "sub", "mul", "truediv", "mod")},
+            **{name: _metered(getattr(operator, name), sized=False) for name in ("neg", "getitem", "not_")},
+        },
+    )
+    # has() yields a Python bool, which cel-python's own ``?:`` refuses ("no such overload"):
+    # hand it a CEL bool.
+    condition = celtypes.logical_condition
+    types_ns = _namespace(
+        celtypes,
+        {"logical_condition": lambda c, a, b: condition(celtypes.BoolType(c) if type(c) is bool else c, a, b)},
+    )
+    package = _namespace(celpy, {"evaluation": evaluation, "celtypes": types_ns})
+    return {**vars(ev), "celpy": package, "operator": ops}
+
+
+_GLOBALS = _metered_globals()
+
+
 def _environment() -> celpy.Environment:
     # The lark parser is a process-wide singleton whose tree class is fixed by whoever
-    # creates it first. The transpiling runner (about 4x faster) needs its own tree class;
-    # if another component created the parser first, fall back to the interpreter.
+    # creates it first. The transpiling runner needs TranspilerTree nodes (a lark.Tree
+    # subclass, so any other user of the singleton still works): replace a parser built
+    # with plain trees.
     parser = CELParser.CEL_PARSER
-    if parser is None or issubclass(parser.options.tree_class, TranspilerTree):
-        return celpy.Environment(runner_class=celpy.CompiledRunner)
-    return celpy.Environment()
+    if parser is not None and not issubclass(parser.options.tree_class, TranspilerTree):
+        CELParser.CEL_PARSER = None
+    return celpy.Environment(runner_class=celpy.CompiledRunner)
 
 
 _ENV = _environment()
@@ -144,36 +293,59 @@ class CelProgram:
     pure: bool = False
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def evaluate_memo(self, plain: Mapping[str, Mapping[str, Any]], activation: Callable[[], Mapping[str, Any]]) -> Any:
+    def evaluate_memo(
+        self,
+        plain: Mapping[str, Mapping[str, Any]],
+        activation: Callable[[], Mapping[str, Any]],
+        meter: Callable[[], Meter] = Meter,
+    ) -> Any:
         """Evaluate with results memoised by the values of the fields the expression reads.
 
         ``plain`` holds the variables as plain data (to build the key); ``activation``
         builds the CEL values only on a miss. Rendering thousands of clusters with similar
         pools then evaluates each distinct case once. Results are JSON data: callers that
-        mutate them must copy.
+        mutate them must copy. ``meter`` makes the budget of a fresh evaluation.
         """
         if not self.pure:
-            return self.evaluate(activation())
+            return self.evaluate(activation(), meter())
         key = tuple(_freeze(plain.get(root, {}).get(name)) for root, name in self.refs)
         try:
             return self.memo[key]
         except KeyError:
             pass
-        result = self.evaluate(activation())
+        result = self.evaluate(activation(), meter())
         if len(self.memo) >= _MEMO_LIMIT:
             self.memo.clear()
         self.memo[key] = result
         return result
 
-    def evaluate(self, activation: Mapping[str, Any]) -> Any:
-        """Evaluate against CEL values (see ``to_cel``); returns plain Python/JSON values."""
+    def evaluate(self, activation: Mapping[str, Any], meter: Meter | None = None) -> Any:
+        """Evaluate against CEL values (see ``to_cel``); returns plain Python/JSON values.
+
+        Runs under ``meter`` (default: the default cost budget, no deadline); raises
+        ``CelBudgetExceeded`` when it runs out, ``CelError`` when evaluation fails.
+        """
+        meter = meter if meter is not None else Meter()
+        tp = self.runner.tp
+        act = tp.base_activation.clone()
+        act.identifiers.load_values(activation)
+        env = dict(_GLOBALS)
+        env["base_activation"] = act
+        previous = getattr(_STATE, "meter", None)
+        _STATE.meter = meter
         try:
-            with _LOCK:
-                result = self.runner.evaluate(activation)
+            exec(tp.executable_code, env)  # code cel-python transpiled from the checked AST
+        except CelBudgetExceeded as exc:
+            raise CelBudgetExceeded(exc.what, str(exc)) from None
         except CELEvalError as exc:
             raise CelError(describe_eval_error(exc)) from None
-        except (RecursionError, TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
+        except RecursionError:
+            raise CelError("evaluation failed: expression nested too deeply") from None
+        except Exception as exc:  # cel-python raises Python errors for some type mismatches
             raise CelError(f"evaluation failed: {exc}") from None
+        finally:
+            _STATE.meter = previous
+        result = env.get("CEL")
         if isinstance(result, CELEvalError):
             raise CelError(describe_eval_error(result))
         return from_cel(result)
@@ -211,8 +383,21 @@ def _compile_text(text: str) -> tuple[Any, tuple[str, ...], tuple[tuple[str, str
     except RecursionError:
         raise CelError("CEL expression is nested too deeply") from None
     free, refs, pure = _analyse(ast)
-    runner = _ENV.program(ast)
+    try:
+        runner = _ENV.program(ast)
+    except (RecursionError, SyntaxError, MemoryError):
+        # Python's own parser refuses the transpiled code of deeply nested expressions
+        # ("too many nested parentheses", 200 levels).
+        raise CelError("CEL expression is nested too deeply (split it, or use fewer nested operators)") from None
     return runner, tuple(sorted(free)), tuple(refs), pure
+
+
+def parse_cel(text: str) -> lark.Tree[Any]:
+    """The parsed AST of ``text`` (cached); raises ``CelError`` for syntax errors."""
+    if not text.strip():
+        raise CelError("empty CEL expression")
+    ast: lark.Tree[Any] = _compile_text(text)[0].ast
+    return ast
 
 
 def compile_cel(text: str, variables: Mapping[str, frozenset[str] | None]) -> CelProgram:

@@ -37,6 +37,7 @@ from blueprintd.api.cel import (
 )
 from blueprintd.api.expand import api_group, effective_addons, object_key, template_kinds
 from blueprintd.api.issues import Issue, Path
+from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits, check_limits
 from blueprintd.api.pointer import parse_path, parse_pointer
 
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -501,6 +502,6 @@ def _exists(doc: Any, tokens: list[str]) -> bool:
     return True
 
 
-def check_spec(spec: BlueprintSpec, root: Path = ("spec",)) -> list[Issue]:
-    """Every semantic problem of ``spec``; paths start with ``root``."""
-    return _Checker(spec, root).run()
+def check_spec(spec: BlueprintSpec, root: Path = ("spec",), limits: BlueprintLimits = DEFAULT_LIMITS) -> list[Issue]:
+    """Every semantic problem of ``spec``, and every limit it exceeds; paths start with ``root``."""
+    return _Checker(spec, root).run() + check_limits(spec, root, limits)

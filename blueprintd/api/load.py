@@ -28,6 +28,7 @@ from blueprintd.api.common import check_dns_subdomain
 from blueprintd.api.driftreport import DriftReport
 from blueprintd.api.gitsource import GitSource
 from blueprintd.api.issues import InvalidInput, Issue, Path, PathElem
+from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits
 from blueprintd.api.membercluster import MemberCluster
 from blueprintd.api.revision import BlueprintRevision
 from blueprintd.api.yamlsrc import Document, parse_yaml, read_documents
@@ -225,7 +226,9 @@ def _check_header(data: dict[str, Any], doc: Document) -> tuple[type[ApiModel] |
     return model, issues
 
 
-def validate_document(doc: Document, expect: type[ApiModel] | None = None) -> tuple[ApiModel | None, list[Issue]]:
+def validate_document(
+    doc: Document, expect: type[ApiModel] | None = None, limits: BlueprintLimits = DEFAULT_LIMITS
+) -> tuple[ApiModel | None, list[Issue]]:
     """Parse and check one document; returns the object (if it parsed) and all issues."""
     data = doc.data
     if not isinstance(data, dict):
@@ -255,18 +258,20 @@ def validate_document(doc: Document, expect: type[ApiModel] | None = None) -> tu
     if isinstance(obj, Blueprint | BlueprintRevision):
         spec = obj.spec if isinstance(obj, Blueprint) else obj.spec.spec
         root: Path = ("spec",) if isinstance(obj, Blueprint) else ("spec", "spec")
-        for issue in check_spec(spec, root):
+        for issue in check_spec(spec, root, limits):
             issues.append(doc.issue(issue.message, issue.path, issue.allowed))
     return (obj if not issues else None), issues
 
 
-def load_documents(docs: Iterable[Document], expect: type[ApiModel] | None = None) -> list[Loaded]:
+def load_documents(
+    docs: Iterable[Document], expect: type[ApiModel] | None = None, limits: BlueprintLimits = DEFAULT_LIMITS
+) -> list[Loaded]:
     """Validate documents; raises ``InvalidInput`` with every issue of every document."""
     loaded: list[Loaded] = []
     issues: list[Issue] = []
     blueprints: dict[str, Loaded] = {}
     for doc in docs:
-        obj, found = validate_document(doc, expect)
+        obj, found = validate_document(doc, expect, limits)
         issues.extend(found)
         if obj is None:
             continue
@@ -286,9 +291,9 @@ def load_documents(docs: Iterable[Document], expect: type[ApiModel] | None = Non
     return loaded
 
 
-def load_objects(paths: Iterable[str | FsPath]) -> list[Loaded]:
-    """Every blueprintd object in the YAML files and folders ``paths``."""
-    return load_documents(read_documents(paths))
+def load_objects(paths: Iterable[str | FsPath], limits: BlueprintLimits = DEFAULT_LIMITS) -> list[Loaded]:
+    """Every blueprintd object in the YAML files and folders ``paths`` (Blueprints within ``limits``)."""
+    return load_documents(read_documents(paths), limits=limits)
 
 
 def load_blueprints(paths: Iterable[str | FsPath]) -> list[Blueprint]:

@@ -9,6 +9,7 @@ fleet. Exit status: 0 valid, 1 invalid, 2 usage error.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,7 @@ from rich.console import Console
 
 from blueprintd.api.blueprint import Blueprint
 from blueprintd.api.issues import InvalidInput, Issue
+from blueprintd.api.limits import DEFAULT_LIMITS
 from blueprintd.api.load import Loaded, load_objects
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -52,6 +54,14 @@ def validate_cmd(
     output: Annotated[
         ReportFormat, typer.Option("--output", "-o", help="text: one line per problem; json: for machines.")
     ] = ReportFormat.TEXT,
+    cel_cost_limit: Annotated[
+        int,
+        typer.Option(
+            "--cel-cost-limit",
+            min=1,
+            help="Largest estimated cost of one CEL expression (match the operator's BLUEPRINTD_CEL_COST_LIMIT).",
+        ),
+    ] = DEFAULT_LIMITS.cel_cost,
 ) -> None:
     """Validate Blueprints (and other blueprintd objects) without a cluster.
 
@@ -69,7 +79,7 @@ def validate_cmd(
     Exit status: 0 when everything is valid, 1 when a problem was found, 2 on usage errors.
     """
     try:
-        loaded = load_objects(paths)
+        loaded = load_objects(paths, replace(DEFAULT_LIMITS, cel_cost=cel_cost_limit))
         issues: list[Issue] = []
     except InvalidInput as exc:
         loaded = []
