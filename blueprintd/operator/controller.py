@@ -89,7 +89,7 @@ class Controller:
         conds = list((bp.get("status") or {}).get("conditions") or [])
         try:
             model = Blueprint.model_validate(bp)
-            compile_blueprint(model)
+            compile_blueprint(model, self.settings.blueprint_limits)
         except ValidationError as exc:
             await self._invalid(bp, "Invalid", _errors(exc), conds)
             return
@@ -491,13 +491,17 @@ class Controller:
                         "spec": rev["spec"]["spec"],
                     }
                 )
-                compiled = self._compiled[key] = compile_blueprint(model)
-            desired = render(
+                compiled = self._compiled[key] = compile_blueprint(model, self.settings.blueprint_limits)
+            # In a worker thread: a render runs CEL from the Blueprint for up to the CEL deadline,
+            # and the event loop keeps serving every other member and Blueprint meanwhile.
+            desired = await asyncio.to_thread(
+                render,
                 compiled,
                 facts,
                 RenderOptions(
                     chart_mirrors=self.settings.chart_mirrors,
                     parameters=(mc.get("spec") or {}).get("parameters") or {},
+                    cel_budget=self.settings.cel_budget,
                 ),
             )
         except (ValidationError, BlueprintdError) as exc:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from blueprintd.api.cel import CelBudget
+from blueprintd.api.limits import BlueprintLimits
 
 
 def parse_mirrors(items: list[str]) -> dict[str, str]:
@@ -35,6 +39,10 @@ class OperatorSettings:
     webhook_port: int = 0  # 0: no GitSource push-webhook receiver
     peering: str | None = None  # kopf peering name for HA; None: standalone
     kubeconfig: str | None = None  # management cluster; None: in-cluster credentials
+    # Untrusted Blueprint content (docs/blueprints.md, "Limits"): validate-time limits, and the
+    # CEL budget every render runs under.
+    blueprint_limits: BlueprintLimits = field(default_factory=BlueprintLimits)
+    cel_budget: CelBudget = field(default_factory=CelBudget)
 
     @classmethod
     def from_env(cls, **overrides: object) -> OperatorSettings:
@@ -44,6 +52,20 @@ class OperatorSettings:
             "chart_mirrors": parse_mirrors([env.get("BLUEPRINTD_CHART_MIRRORS", "")]),
             "member_resync_seconds": float(env.get("BLUEPRINTD_MEMBER_RESYNC", cls.member_resync_seconds)),
             "metrics_port": int(env.get("BLUEPRINTD_METRICS_PORT", cls.metrics_port)),
+            **limits_from_env(env),
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)  # type: ignore[arg-type]
+
+
+def limits_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    """``BLUEPRINTD_CEL_COST_LIMIT`` (validate-time estimate), ``BLUEPRINTD_CEL_COST_BUDGET`` and
+    ``BLUEPRINTD_RENDER_TIMEOUT`` (runtime) over their defaults."""
+    limits, budget = BlueprintLimits(), CelBudget()
+    if env.get("BLUEPRINTD_CEL_COST_LIMIT"):
+        limits = replace(limits, cel_cost=int(env["BLUEPRINTD_CEL_COST_LIMIT"]))
+    if env.get("BLUEPRINTD_CEL_COST_BUDGET"):
+        budget = replace(budget, cost=int(env["BLUEPRINTD_CEL_COST_BUDGET"]))
+    if env.get("BLUEPRINTD_RENDER_TIMEOUT"):
+        budget = replace(budget, timeout_seconds=float(env["BLUEPRINTD_RENDER_TIMEOUT"]))
+    return {"blueprint_limits": limits, "cel_budget": budget}

@@ -14,6 +14,7 @@ same field to different values are a render error.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import threading
 from collections import OrderedDict
@@ -24,11 +25,12 @@ from blueprintd.api.blueprint import Addon, Blueprint, DriftIgnore, DriftPolicy,
 from blueprintd.api.cel import CelProgram, compile_cel, iter_templates
 from blueprintd.api.checks import cel_variables, check_spec
 from blueprintd.api.expand import effective_addons
-from blueprintd.api.issues import InvalidInput
+from blueprintd.api.issues import InvalidInput, format_path
+from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits
 from blueprintd.errors import RenderError
 
 _CACHE_SIZE = 64
-_cache: OrderedDict[tuple[str, str], CompiledBlueprint] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, BlueprintLimits], CompiledBlueprint] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -38,6 +40,8 @@ class CompiledOverlay:
     when: CelProgram | None  # None: no condition, always applies
     patches: list[dict[str, Any]]  # wire form
     templates: dict[str, CelProgram]  # CEL text → program, for ``${ ... }`` strings
+    index: int = -1  # position in spec.overlays, for error messages
+    template_fields: dict[str, str] = dataclasses.field(default_factory=dict)  # CEL text → field path of its first use
 
     @property
     def name(self) -> str:
@@ -101,7 +105,8 @@ def topological_order(addons: list[Addon]) -> list[str]:
     return order
 
 
-def _compile_overlay(overlay: Overlay, params: set[str]) -> CompiledOverlay:
+def _compile_overlay(overlay: Overlay, params: set[str], index: int = -1) -> CompiledOverlay:
+    at = ("spec", "overlays", index)
     variables = cel_variables(overlay.scope, params)
     when = None if overlay.when.strip() == "true" else compile_cel(overlay.when, variables)
     patches = [p.model_dump(by_alias=True, exclude_none=True, mode="json") for p in overlay.patches]
@@ -111,30 +116,35 @@ def _compile_overlay(overlay: Overlay, params: set[str]) -> CompiledOverlay:
             ops = patch.values_json_patch if field == "valuesJsonPatch" else patch.json_patch
             if ops is not None:
                 wire[field] = [op.to_wire() for op in ops]
-    templates = {
-        expr: compile_cel(expr, variables)
-        for _, expr in [*iter_templates(patches), *iter_templates(dict(overlay.node_labels))]
-    }
-    return CompiledOverlay(overlay, when, patches, templates)
+    found = [
+        *(((*at, "patches", *sub), expr) for sub, expr in iter_templates(patches)),
+        *(((*at, "nodeLabels", *sub), expr) for sub, expr in iter_templates(dict(overlay.node_labels))),
+    ]
+    templates = {expr: compile_cel(expr, variables) for _, expr in found}
+    fields: dict[str, str] = {}
+    for path, expr in found:
+        fields.setdefault(expr, format_path(path))
+    return CompiledOverlay(overlay, when, patches, templates, index, fields)
 
 
 def _precedence(overlay: Overlay) -> tuple[int, int, str]:
     return (0 if overlay.scope == "cluster" else 1, overlay.priority, overlay.name)
 
 
-def compile_blueprint(blueprint: Blueprint) -> CompiledBlueprint:
-    """Check and compile ``blueprint`` (cached by name and content hash).
+def compile_blueprint(blueprint: Blueprint, limits: BlueprintLimits = DEFAULT_LIMITS) -> CompiledBlueprint:
+    """Check and compile ``blueprint`` (cached by name, content hash and limits).
 
-    Raises ``InvalidInput`` when the Blueprint fails its semantic checks.
+    Raises ``InvalidInput`` when the Blueprint fails its semantic checks or exceeds ``limits``
+    (CEL cost, sizes; see ``blueprintd.api.limits``).
     """
     revision = blueprint.content_hash()
-    key = (blueprint.name, revision)
+    key = (blueprint.name, revision, limits)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    issues = check_spec(blueprint.spec)
+    issues = check_spec(blueprint.spec, limits=limits)
     if issues:
         raise InvalidInput([i.__class__(i.message, i.path, i.allowed, blueprint.name) for i in issues])
     # Work on a private copy: later changes to the caller's object must not reach the cache.
@@ -151,7 +161,8 @@ def compile_blueprint(blueprint: Blueprint) -> CompiledBlueprint:
         for a in addons
     }
     params = set(spec.parameters)
-    overlays = [_compile_overlay(o, params) for o in sorted(spec.overlays, key=_precedence)]
+    position = {id(o): i for i, o in enumerate(spec.overlays)}
+    overlays = [_compile_overlay(o, params, position[id(o)]) for o in sorted(spec.overlays, key=_precedence)]
     compiled = CompiledBlueprint(
         blueprint=blueprint,
         revision=revision,

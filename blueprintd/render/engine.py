@@ -3,12 +3,15 @@
 Given a Blueprint and one cluster's hardware facts, decide which overlays apply (per
 cluster and per node pool), apply their patches to add-on values and manifests, compute
 node labels, order the add-ons by ``dependsOn`` and point Helm at chart mirrors. No I/O,
-no clock, no randomness: equal inputs give byte-identical output (``DesiredState.to_json``).
+no randomness: equal inputs give byte-identical output (``DesiredState.to_json``). The one
+clock read is the CEL deadline (``RenderOptions.cel_budget``): a render either finishes with
+that output or fails with a budget error, so the clock never changes what is rendered.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +19,7 @@ from typing import Any
 import yaml
 
 from blueprintd.api.blueprint import Addon, Blueprint, ParamValue
-from blueprintd.api.cel import CelError, from_cel, template_expression, to_cel
+from blueprintd.api.cel import CelBudget, CelBudgetExceeded, CelError, Meter, from_cel, template_expression, to_cel
 from blueprintd.api.checks import label_key_problem, label_value_problem
 from blueprintd.api.expand import object_key
 from blueprintd.api.facts import ClusterFacts
@@ -45,10 +48,13 @@ class RenderOptions:
     "http://127.0.0.1:8080/nvidia"}``: air-gapped fleets and the test bed reach charts that
     way. ``parameters`` overrides Blueprint parameters for this cluster (from the
     MemberCluster); overriding a parameter the Blueprint does not declare is an error.
+    ``cel_budget`` bounds CEL evaluation: cost units per evaluation and a wall-clock deadline
+    for the whole render (operator settings ``cel_budget``).
     """
 
     chart_mirrors: Mapping[str, str] = field(default_factory=dict)
     parameters: Mapping[str, ParamValue] = field(default_factory=dict)
+    cel_budget: CelBudget = field(default_factory=CelBudget)
 
 
 def mirror_repo(repo: str, mirrors: Mapping[str, str]) -> tuple[str, str | None]:
@@ -115,6 +121,8 @@ class _Renderer:
         self.log = WriteLog()
         self.labels: dict[str, dict[str, tuple[Writer, str]]] = {}
         self.explanations: list[Explanation] = []
+        self.budget = options.cel_budget
+        self.deadline = time.monotonic() + self.budget.timeout_seconds
 
     # --- overlays -----------------------------------------------------------------------
 
@@ -137,13 +145,31 @@ class _Renderer:
     def where(self, co: CompiledOverlay, pool: str | None) -> str:
         return f"overlay {co.name!r}" + (f" (pool {pool})" if pool else "")
 
+    def meter(self) -> Meter:
+        return Meter(self.budget.cost, self.deadline, self.budget.timeout_seconds)
+
+    def over_budget(self, co: CompiledOverlay, pool: str | None, path: str, exc: CelBudgetExceeded) -> RenderError:
+        """The error of an evaluation that ran out of budget: which Blueprint, overlay and field,
+        which budget, and how to raise it."""
+        setting = (
+            "BLUEPRINTD_CEL_COST_BUDGET (operator setting cel_budget.cost)"
+            if exc.what == "cost"
+            else "BLUEPRINTD_RENDER_TIMEOUT (operator setting cel_budget.timeout_seconds)"
+        )
+        return RenderError(
+            f"Blueprint {self.c.name!r} {self.where(co, pool)}, {path}: {exc}; nothing was applied for this "
+            f"Blueprint (simplify the expression, or raise {setting})"
+        )
+
     def decide(self, co: CompiledOverlay, pool: str | None) -> bool:
         subject = f"pool {pool}" if pool else f"cluster {self.facts.cluster or '(unnamed)'}"
         if co.when is None:
             self.explain(co, pool, True, f"{subject}: no condition, always applies")
             return True
         try:
-            result = co.when.evaluate_memo(self.plain(pool), lambda: self.activation(pool))
+            result = co.when.evaluate_memo(self.plain(pool), lambda: self.activation(pool), self.meter)
+        except CelBudgetExceeded as exc:
+            raise self.over_budget(co, pool, f"spec.overlays[{co.index}].when", exc) from None
         except CelError as exc:
             raise RenderError(f"{self.where(co, pool)}: condition {co.overlay.when!r} failed: {exc}") from None
         if not isinstance(result, bool):
@@ -178,7 +204,10 @@ class _Renderer:
                 return text
             try:
                 # memoised results are shared: copy before they go into documents
-                return copy_json(co.templates[expr].evaluate_memo(plain, lambda: self.activation(pool)))
+                return copy_json(co.templates[expr].evaluate_memo(plain, lambda: self.activation(pool), self.meter))
+            except CelBudgetExceeded as exc:
+                path = co.template_fields.get(expr, f"spec.overlays[{co.index}]")
+                raise self.over_budget(co, pool, path, exc) from None
             except CelError as exc:
                 raise RenderError(f"{self.where(co, pool)}: template {text!r} failed: {exc}") from None
 
