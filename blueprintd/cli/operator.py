@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from blueprintd.operator.settings import OperatorSettings, parse_mirrors
+from blueprintd.operator.settings import OperatorSettings, limits_from_env, parse_mirrors
 
 
 def operator_cmd(
@@ -77,5 +78,6 @@ def operator_cmd(
         webhook_port=webhook_port,
         peering=peering,
         kubeconfig=kubeconfig,
+        **limits_from_env(os.environ),  # type: ignore[arg-type]
     )
     run(settings)
