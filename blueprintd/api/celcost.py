@@ -205,6 +205,15 @@ class _Estimator:
         return UNKNOWN
 
     def visit(self, node: Any) -> tuple[int, Shape]:
+        # Walk down single-child chains (expr → conditionalor → … → primary) without
+        # recursing: it keeps the recursion depth close to the expression's real nesting.
+        while (
+            isinstance(node, lark.Tree)
+            and len(node.children) == 1
+            and isinstance(node.children[0], lark.Tree)
+            and node.data not in ("list_lit", "map_lit")
+        ):
+            node = node.children[0]
         if isinstance(node, lark.Token):
             return 0, SCALAR
         handler = getattr(self, "n_" + node.data, None)
@@ -394,4 +403,5 @@ def estimate(text: str, variables: Mapping[str, Shape]) -> tuple[int, Shape]:
     try:
         return _Estimator(variables).visit(ast)
     except RecursionError:
-        raise CelError("CEL expression is nested too deeply") from None
+        # Never "no estimate, so no limit": an expression too deep to estimate is refused.
+        raise CostEstimateError("CEL expression is nested too deeply to estimate its cost") from None
