@@ -183,6 +183,7 @@ def _metered_globals() -> dict[str, Any]:
                 for name in dir(ev)
                 if name.startswith(("function_", "bool_")) or name == "operator_in"
             },
+            "function_size": _metered(ev.function_size, sized=False),  # O(1), whatever the size
         },
     )
     ops = _namespace(

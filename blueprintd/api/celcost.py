@@ -14,8 +14,8 @@ bounds below):
 * an operator or function costs 1 plus ``n // SIZE_UNIT`` where n is the worst-case size of
   its operands (characters of strings, items of lists and maps); ``+`` of strings or lists
   produces the sum of the sizes; ``x in list`` scans the list;
-* ``matches`` costs the text size times the pattern size (RE2 is linear in the text, with a
-  factor that grows with the pattern);
+* ``matches`` costs the text size times the pattern size on top (RE2 is linear in the text,
+  with a factor that grows with the pattern); ``size()`` costs 1;
 * a comprehension (``all``, ``exists``, ``exists_one``, ``map``, ``filter``) over a range of
   at most n items costs the range plus n times (``ITERATION_COST`` + the body); nesting
   therefore multiplies. ``map`` and ``filter`` yield lists of at most n items;
@@ -343,7 +343,7 @@ class _Estimator:
         shapes = [s for _, s in results]
         if name == "matches" and len(shapes) == 2:
             text, pattern = shapes
-            cost += math.ceil(text.size / SIZE_UNIT) * max(1, math.ceil(pattern.size / 4))
+            cost += _sized(text, pattern) + math.ceil(text.size / SIZE_UNIT) * max(1, math.ceil(pattern.size / 4))
             return cost, SCALAR
         if name in ("has", "size", "type", "bool", "int", "uint", "double", "duration", "timestamp"):
             return cost, SCALAR

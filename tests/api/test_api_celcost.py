@@ -130,6 +130,7 @@ def test_raising_the_limit_accepts_what_the_default_refuses(small: dict[str, Any
         "'h100-0' in pool.nodes || params.suffix + pool.name == 'x'",
         f"{THIRTY}.map(a, {THIRTY}.filter(b, b > a)).size() == 30",
         "has(pool.labels.foo) ? 'y' : string(params.replicas)",
+        "cluster.pools.all(p, size(pool.nodes) > 0 && ''.matches('" + "x" * 600 + "') == false)",
     ],
 )
 def test_runtime_cost_never_exceeds_the_estimate(text: str) -> None:
