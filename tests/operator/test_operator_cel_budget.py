@@ -196,3 +196,29 @@ def test_bomb_fails_only_its_member_while_another_blueprint_keeps_converging(
     assert f"render deadline of {RENDER_TIMEOUT}s" in last["message"]
     assert config_map(bomb_fleet, "victim", "bomb-settings") is None
     assert operator.poll() is None, "the operator is still running"
+
+
+def test_a_bomb_over_the_operator_limit_is_refused_before_publishing(
+    bomb_fleet: Fleet, operator: subprocess.Popen[bytes], kube_binaries: Binaries
+) -> None:
+    """Admission: the operator validates before it creates a BlueprintRevision, with its own
+    (here raised) limits; eleven nested comprehensions are over even those."""
+    eleven = "a0 >= 0"
+    for i in range(11):
+        eleven = f"{THIRTY}.all(a{i}, {eleven})"
+    doc = blueprint("bigger", "1.0.0", "bomb", {"x": "1"}, when=eleven)
+    kubectl(kube_binaries, bomb_fleet, "apply", "-f", "-", stdin=yaml.safe_dump(doc))
+    api = client.CustomObjectsApi(bomb_fleet.management.api_client())
+
+    def valid_condition() -> dict[str, Any] | None:
+        obj = api.get_namespaced_custom_object(GROUP, VERSION, NS, "blueprints", "bigger")
+        conds = (obj.get("status") or {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == "Valid"), None)
+
+    cond = wait_for(valid_condition, timeout=60, interval=0.5, what="Valid condition of 'bigger'")
+    assert cond["status"] == "False", cond
+    assert "spec.overlays[0].when" in cond["message"] and "estimated CEL cost" in cond["message"], cond
+    assert f"exceeds the limit of {10**15}" in cond["message"], cond
+    revisions = api.list_namespaced_custom_object(GROUP, VERSION, NS, "blueprintrevisions")["items"]
+    assert not [r for r in revisions if r["spec"]["blueprint"] == "bigger"], "no revision: nothing reaches a member"
+    assert member_progress(bomb_fleet, "victim", "bigger") == {}
