@@ -57,7 +57,7 @@ def test_the_bomb_is_refused_when_compiled_with_default_limits() -> None:
 def test_cost_budget_error_names_blueprint_overlay_field_and_budget() -> None:
     compiled = compile_blueprint(bp("bomb", [{"name": "fine", "when": "true"}, {"name": "bomb", "when": BOMB}]), RAISED)
     with pytest.raises(RenderError) as info:
-        render(compiled, FACTS, RenderOptions(cel_budget=CelBudget(cost=5_000)))
+        render(compiled, FACTS, RenderOptions(cel_budget=CelBudget(cost=5_000, timeout_seconds=600)))
     message = str(info.value)
     assert message.startswith("Blueprint 'bomb' overlay 'bomb', spec.overlays[1].when: ")
     assert "exceeded its cost budget of 5000" in message
@@ -81,22 +81,37 @@ def test_a_templated_value_names_its_field_and_pool() -> None:
     }
     compiled = compile_blueprint(bp("tmpl", [overlay]), RAISED)
     with pytest.raises(RenderError) as info:
-        render(compiled, FACTS, RenderOptions(cel_budget=CelBudget(cost=5_000)))
+        render(compiled, FACTS, RenderOptions(cel_budget=CelBudget(cost=5_000, timeout_seconds=600)))
     assert str(info.value).startswith(
         "Blueprint 'tmpl' overlay 'labels' (pool h100), spec.overlays[0].patches[0].mergePatch.data.x: "
     )
 
 
-def test_the_deadline_is_shared_by_the_whole_render() -> None:
+class FakeClock:
+    """``time.monotonic`` that advances 1 ms per reading: the meter reads it at every charge,
+    so elapsed "time" counts charges, whatever the machine's load."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+def test_the_deadline_is_shared_by_the_whole_render(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many evaluations, each far within the deadline, still stop at the render's deadline."""
-    square = f"{THIRTY}.all(a, [0, 1, 2, 3, 4].all(b, a + b >= 0))"  # 150 steps: milliseconds
+    clock = FakeClock()
+    monkeypatch.setattr("blueprintd.api.cel.time", clock)
+    monkeypatch.setattr("blueprintd.render.engine.time", clock)
+    square = f"{THIRTY}.all(a, [0, 1, 2, 3, 4].all(b, a + b >= 0))"  # about 600 charges
     overlays = [{"name": f"o{i}", "scope": "nodePool", "when": f"{square} && pool.gpuCount > {i}"} for i in range(64)]
     four_pools = facts(pool("h100", H100, 8), pool("l4", L4, 1), pool("l4x2", L4, 2), pool("h100x4", H100, 4))
-    compiled = compile_blueprint(bp("many", overlays), RAISED)
-    one = compile_blueprint(bp("one", overlays[:1]), RAISED)
-    render(one, four_pools, RenderOptions(cel_budget=CelBudget(cost=10**9, timeout_seconds=1.0)))  # alone: fine
-    with pytest.raises(RenderError, match=r"render deadline of 1s"):
-        render(compiled, four_pools, RenderOptions(cel_budget=CelBudget(cost=10**9, timeout_seconds=1.0)))
+    options = RenderOptions(cel_budget=CelBudget(cost=10**9, timeout_seconds=10.0))
+    render(compile_blueprint(bp("one", overlays[:1]), RAISED), four_pools, options)  # 4 evaluations: fine
+    assert clock.now < 5.0
+    with pytest.raises(RenderError, match=r"render deadline of 10s"):
+        render(compile_blueprint(bp("many", overlays), RAISED), four_pools, options)  # 256: not
 
 
 def test_other_blueprints_render_normally_afterwards() -> None:

@@ -35,7 +35,7 @@ from blueprintd.render import RenderOptions, compile_blueprint, render
 DEADLINE = 0.5
 # How far past the deadline a render may finish: the deadline is checked at every metered
 # operation, so what remains is work between two checks (copying values, applying patches).
-SLACK = 4.0
+SLACK = 10.0
 FACTS = facts(pool("h100", H100, 8, nodes=[f"h100-{i}" for i in range(60)]), pool("l4", L4, 1))
 RAISED = BlueprintLimits(cel_cost=10**15)
 
