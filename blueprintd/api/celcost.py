@@ -33,11 +33,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_origin
 
 import lark
 
 from blueprintd.api.cel import ITERATION_COST, SIZE_UNIT, CelError, parse_cel
+from blueprintd.api.facts import NodePool
 
 MAX_POOLS = 32
 MAX_NODES = 5000
@@ -95,44 +96,32 @@ def map_of(size: int, key: Shape, value: Shape) -> Shape:
 
 LABELS = map_of(MAX_LABELS, string(LABEL_KEY_SIZE), string(LABEL_VALUE_SIZE))
 
+
+def _field_shape(annotation: Any) -> Shape:
+    """The shape of a ``NodePool`` field from its type: strings are names, lists are node lists."""
+    if isinstance(annotation, type) and issubclass(annotation, str):  # str and str enums
+        return string(NAME_SIZE)
+    origin = get_origin(annotation)
+    if origin is list:
+        return list_of(MAX_NODES, string(NAME_SIZE))
+    if origin is dict:
+        return LABELS
+    return SCALAR  # int, float, bool
+
+
+# Every NodePool fact (so new facts are costed as soon as they exist), then the ones whose
+# size is known better, then the values derived from the GPU catalog (render/activation.py).
 POOL = Shape(
     "object",
     fields={
-        **{
-            name: string(NAME_SIZE)
-            for name in (
-                "name",
-                "gpuProduct",
-                "gpuFamily",
-                "computeCapability",
-                "pciDeviceId",
-                "migConfig",
-                "migStrategy",
-                "sharingStrategy",
-                "driverVersion",
-                "cudaDriverVersion",
-                "workloadConfig",
-                "product",
-                "migProfile",
-            )
-        },
-        **{
-            name: SCALAR
-            for name in (
-                "gpuCount",
-                "gpuMemoryMib",
-                "migCapable",
-                "migEnabled",
-                "sandbox",
-                "migProfileCount",
-                "nodeCount",
-            )
-        },
-        "nodes": list_of(MAX_NODES, string(NAME_SIZE)),
-        "labels": LABELS,
+        **{f.alias or name: _field_shape(f.annotation) for name, f in NodePool.model_fields.items()},
         "sources": map_of(64, string(64), string(32)),
+        "product": string(32),
+        "migProfile": string(32),
         "migProfiles": list_of(32, string(32)),
+        "migProfileCount": SCALAR,
         "migDeviceFilter": list_of(64, string(16)),
+        "nodeCount": SCALAR,
     },
 )
 

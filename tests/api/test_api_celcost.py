@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from blueprintd.api.blueprint import BlueprintSpec
-from blueprintd.api.cel import Meter, compile_cel, to_cel
-from blueprintd.api.celcost import MAX_NODES, CostEstimateError, estimate, variable_shapes
+from blueprintd.api.cel import CLUSTER_FIELDS, POOL_FIELDS, Meter, compile_cel, to_cel
+from blueprintd.api.celcost import CLUSTER, MAX_NODES, POOL, CostEstimateError, estimate, variable_shapes
 from blueprintd.api.checks import check_spec
 from blueprintd.api.facts import ClusterFacts, NodePool
 from blueprintd.api.issues import InvalidInput, Issue
@@ -75,6 +75,12 @@ def test_templated_values_and_node_labels_are_costed_at_their_own_paths(small: d
 def test_the_default_blueprint_is_far_below_the_limit() -> None:
     (bp,) = load_blueprints([REPO / "blueprints" / "gpu-platform"])
     assert check_spec(bp.spec, limits=BlueprintLimits(cel_cost=200)) == []
+
+
+def test_every_variable_a_blueprint_can_read_has_a_declared_size() -> None:
+    assert set(POOL.fields) == POOL_FIELDS
+    assert set(CLUSTER.fields) == CLUSTER_FIELDS
+    assert POOL.fields["nodes"].size == MAX_NODES and POOL.fields["gpuTotal"].kind == "scalar"
 
 
 def test_nesting_multiplies_by_the_list_size() -> None:
