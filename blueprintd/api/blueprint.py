@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from blueprintd.api.base import ApiModel
 from blueprintd.api.common import Condition, LabelSelector, ObjectMeta, check_dns_label
+from blueprintd.api.params import Parameter
 from blueprintd.api.rollout import RolloutStatus
 
 SEMVER_PATTERN = (
@@ -498,7 +499,7 @@ class Rollout(ApiModel):
 # --- the kind ---------------------------------------------------------------------------
 
 
-ParamValue = str | int | float | bool
+MAX_PARAMETERS = 128
 
 
 class BlueprintSpec(ApiModel):
@@ -525,9 +526,15 @@ class BlueprintSpec(ApiModel):
         default=None,
         description="Member clusters (by MemberCluster labels) this applies to; all when omitted.",
     )
-    parameters: dict[str, ParamValue] = Field(
+    parameters: dict[str, Parameter] = Field(
         default_factory=dict,
-        description="Named scalar settings overlays read as params.<name>, e.g. timeSlicingReplicas: 4.",
+        description=(
+            "Typed settings overlays read as params.<name>, each declared with type (string, integer, number, "
+            "boolean), default and optional minimum, maximum, enum and description, e.g. timeSlicingReplicas: "
+            "{type: integer, default: 4, minimum: 1, maximum: 64}. MemberClusters override the value "
+            "(spec.parameters) within the same bounds."
+        ),
+        json_schema_extra={"maxProperties": MAX_PARAMETERS},
     )
     addons: list[Addon] = Field(default_factory=list, description="Platform components.", max_length=MAX_ADDONS)
     policies: Policies | None = Field(default=None, description="Admission and network policies.")
@@ -556,7 +563,7 @@ class BlueprintSpec(ApiModel):
 
     @field_validator("parameters")
     @classmethod
-    def _param_names(cls, value: dict[str, ParamValue]) -> dict[str, ParamValue]:
+    def _param_names(cls, value: dict[str, Parameter]) -> dict[str, Parameter]:
         for name in value:
             if not PARAM_NAME_RE.fullmatch(name):
                 raise ValueError(f"parameter name {name!r} must be a CEL identifier (letters, digits, '_')")

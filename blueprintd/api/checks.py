@@ -38,6 +38,7 @@ from blueprintd.api.cel import (
 from blueprintd.api.expand import api_group, effective_addons, object_key, template_kinds
 from blueprintd.api.issues import Issue, Path
 from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits, check_limits
+from blueprintd.api.params import parameter_issues
 from blueprintd.api.pointer import parse_path, parse_pointer
 
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -445,6 +446,8 @@ class _Checker:
         return trees
 
     def run(self) -> list[Issue]:
+        for issue in parameter_issues(self.spec.parameters, ("parameters",)):
+            self.add(issue.message, issue.path, issue.allowed)
         self.check_addons()
         self.check_policies()
         self.check_gatekeeper_addon()

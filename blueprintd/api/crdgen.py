@@ -48,6 +48,7 @@ _KEEP = {
     "maximum",
     "minItems",
     "maxItems",
+    "maxProperties",
     "required",
 }
 

@@ -30,6 +30,7 @@ from blueprintd.api.gitsource import GitSource
 from blueprintd.api.issues import InvalidInput, Issue, Path, PathElem
 from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits
 from blueprintd.api.membercluster import MemberCluster
+from blueprintd.api.params import shorthand_issues
 from blueprintd.api.revision import BlueprintRevision
 from blueprintd.api.yamlsrc import Document, parse_yaml, read_documents
 
@@ -258,7 +259,10 @@ def validate_document(
     if isinstance(obj, Blueprint | BlueprintRevision):
         spec = obj.spec if isinstance(obj, Blueprint) else obj.spec.spec
         root: Path = ("spec",) if isinstance(obj, Blueprint) else ("spec", "spec")
-        for issue in check_spec(spec, root, limits):
+        found = check_spec(spec, root, limits)
+        if isinstance(obj, Blueprint):  # new content declares types; stored revisions may predate them
+            found = shorthand_issues(spec.parameters, (*root, "parameters")) + found
+        for issue in found:
             issues.append(doc.issue(issue.message, issue.path, issue.allowed))
     return (obj if not issues else None), issues
 

@@ -14,9 +14,10 @@ from typing import Literal
 from pydantic import Field
 
 from blueprintd.api.base import ApiModel
-from blueprintd.api.blueprint import ParamValue, UnselectAction
+from blueprintd.api.blueprint import UnselectAction
 from blueprintd.api.common import Condition, ObjectMeta
 from blueprintd.api.inventory import Inventory
+from blueprintd.api.params import ParamValue
 
 # Set by `blueprintd drift restore`: the next reconcile also puts back drift that the
 # notify/block modes leave alone; status.driftRestored records the value carried out.
@@ -58,7 +59,11 @@ class MemberClusterSpec(ApiModel):
     paused: bool = Field(default=False, description="Stop applying changes to this cluster (drift is still reported).")
     parameters: dict[str, ParamValue] = Field(
         default_factory=dict,
-        description=("Per-cluster values for Blueprint parameters (params.<name>), overriding the Blueprint's."),
+        description=(
+            "Per-cluster values for Blueprint parameters (params.<name>), overriding the defaults. Each value "
+            "must satisfy the parameter's declared type, minimum, maximum and enum; a value that does not fails "
+            "this cluster's render (status.blueprints[].message names it) and leaves the other clusters alone."
+        ),
     )
 
 

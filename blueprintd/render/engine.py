@@ -18,11 +18,13 @@ from typing import Any
 
 import yaml
 
-from blueprintd.api.blueprint import Addon, Blueprint, ParamValue
+from blueprintd.api.blueprint import Addon, Blueprint
 from blueprintd.api.cel import CelBudget, CelBudgetExceeded, CelError, Meter, from_cel, template_expression, to_cel
 from blueprintd.api.checks import label_key_problem, label_value_problem
 from blueprintd.api.expand import object_key
 from blueprintd.api.facts import ClusterFacts
+from blueprintd.api.issues import Path, format_path
+from blueprintd.api.params import OverrideError, ParamValue, effective_values, show
 from blueprintd.api.pointer import parse_pointer
 from blueprintd.errors import RenderError
 from blueprintd.render.activation import cluster_facts, pool_facts
@@ -37,6 +39,8 @@ from blueprintd.render.patching import (
     json_patch,
     merge_patch,
 )
+from blueprintd.render.template_types import fits, json_kind, kind_words, patch_field_expectation, target_problem
+from blueprintd.render.template_types import label_value_problem as template_label_problem
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,16 @@ class RenderOptions:
     chart_mirrors: Mapping[str, str] = field(default_factory=dict)
     parameters: Mapping[str, ParamValue] = field(default_factory=dict)
     cel_budget: CelBudget = field(default_factory=CelBudget)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One template result: where it was written in the overlay, where it landed, what it gave."""
+
+    written: tuple[str | int, ...]  # path in the overlay's patches/nodeLabels as written (template keys)
+    at: tuple[str | int, ...]  # the same path with templated keys resolved
+    text: str
+    result: Any
 
 
 def mirror_repo(repo: str, mirrors: Mapping[str, str]) -> tuple[str, str | None]:
@@ -104,14 +118,11 @@ class _Renderer:
         self.c = compiled
         self.facts = facts
         self.options = options
-        declared = compiled.blueprint.spec.parameters
-        unknown = sorted(set(options.parameters) - set(declared))
-        if unknown:
-            raise RenderError(
-                f"parameter {unknown[0]!r} is not declared by Blueprint {compiled.name!r} "
-                f"(declared: {', '.join(sorted(declared)) or 'none'})"
-            )
-        self.params: dict[str, Any] = {**declared, **options.parameters}
+        try:
+            spec = compiled.blueprint.spec
+            self.params: dict[str, Any] = effective_values(spec.parameters, options.parameters, compiled.name)
+        except OverrideError as exc:
+            raise RenderError(str(exc)) from None
         self.pools = sorted(facts.pools, key=lambda p: p.name)
         self.pool_data = {p.name: pool_facts(p) for p in self.pools}
         self.cluster_data = cluster_facts(facts, [self.pool_data[p.name] for p in self.pools])
@@ -192,16 +203,15 @@ class _Renderer:
         scope = "nodePool" if co.scope == "nodePool" else "cluster"
         self.explanations.append(Explanation(overlay=co.name, scope=scope, pool=pool, fired=fired, reason=reason))
 
-    def resolve(self, co: CompiledOverlay, pool: str | None, value: Any) -> Any:
-        """``value`` with every ``${ CEL }`` string (and map key) replaced by its result."""
+    def resolve(self, co: CompiledOverlay, pool: str | None, value: Any) -> tuple[Any, list[Resolved]]:
+        """``value`` with every ``${ CEL }`` string (and map key) replaced by its result,
+        and where each result landed (for the type checks of ``template_types``)."""
         if not co.templates:
-            return value
+            return value, []
         plain = self.plain(pool)
+        found: list[Resolved] = []
 
-        def evaluate(text: str) -> Any:
-            expr = template_expression(text)
-            if expr is None:
-                return text
+        def evaluate(text: str, expr: str) -> Any:
             try:
                 # memoised results are shared: copy before they go into documents
                 return copy_json(co.templates[expr].evaluate_memo(plain, lambda: self.activation(pool), self.meter))
@@ -211,32 +221,100 @@ class _Renderer:
             except CelError as exc:
                 raise RenderError(f"{self.where(co, pool)}: template {text!r} failed: {exc}") from None
 
-        def walk(node: Any) -> Any:
+        def walk(node: Any, written: tuple[str | int, ...], at: tuple[str | int, ...]) -> Any:
             if isinstance(node, str):
-                return evaluate(node)
+                expr = template_expression(node)
+                if expr is None:
+                    return node
+                result = evaluate(node, expr)
+                found.append(Resolved(written, at, node, result))
+                return result
             if isinstance(node, dict):
                 out = {}
                 for key, child in node.items():
-                    new_key = evaluate(key)
+                    expr = template_expression(key)
+                    new_key = key if expr is None else evaluate(key, expr)
                     if not isinstance(new_key, str):
                         raise RenderError(
                             f"{self.where(co, pool)}: template key {key!r} gave {_fmt(new_key)}, not a string"
                         )
-                    out[new_key] = walk(child)
+                    out[new_key] = walk(child, (*written, key), (*at, new_key))
                 return out
             if isinstance(node, list):
-                return [walk(child) for child in node]
+                return [walk(child, (*written, i), (*at, i)) for i, child in enumerate(node)]
             return node
 
-        return walk(value)
+        return walk(value, (), ()), found
+
+    def template_error(
+        self, co: CompiledOverlay, pool: str | None, r: Resolved, sub: Path, problem: str
+    ) -> RenderError:
+        """The refusal of a template result that does not fit its target, with both paths."""
+        spec_path = format_path(("spec", "overlays", co.index, *sub) if co.index >= 0 else ("spec", "overlays", *sub))
+        return RenderError(
+            f"{self.where(co, pool)}: template {r.text!r} at {spec_path} gave {show(r.result)} "
+            f"({kind_words(json_kind(r.result))}): {problem}"
+        )
+
+    def check_templates(
+        self, co: CompiledOverlay, pool: str | None, index: int, patch: Any, resolved: list[Resolved]
+    ) -> None:
+        """Refuse template results of patch ``index`` that do not fit where they land."""
+        for r in resolved:
+            if not r.at or r.at[0] != index:
+                continue
+            sub = r.at[1:]
+            written: Path = ("patches", *r.written)
+            expected = patch_field_expectation(sub)
+            if expected:
+                if not fits(expected, r.result):
+                    raise self.template_error(co, pool, r, written, f"{format_path(sub)} takes {kind_words(expected)}")
+                continue
+            if not sub or not isinstance(patch.get("addon"), str) or patch["addon"] not in self.c.addons:
+                continue  # apply_patch reports the unknown add-on
+            addon = self.c.addons[patch["addon"]]
+            head = sub[0]
+            if head in ("values", "valuesJsonPatch"):
+                if addon.helm is None:
+                    continue
+                doc, label, manifest = self.ws.get_values(addon.name), f"add-on {addon.name} values", False
+            elif head in ("mergePatch", "jsonPatch"):
+                try:
+                    j = self.find_target(addon, patch.get("target", {}), "")
+                except RenderError:
+                    continue  # apply_patch reports the missing target
+                doc = self.ws.get_manifest(addon.name, j)
+                label, manifest = f"add-on {addon.name} {object_key(doc)[1]}/{object_key(doc)[3]}", True
+            else:
+                continue
+            if head in ("values", "mergePatch"):
+                tokens = [str(t) for t in sub[1:]]
+            else:
+                if len(sub) < 3 or sub[2] != "value" or not isinstance(sub[1], int):
+                    continue
+                op = patch[head][sub[1]]
+                if op.get("op") not in ("add", "replace", "test") or not isinstance(op.get("path"), str):
+                    continue
+                try:
+                    tokens = [*parse_pointer(op["path"]), *(str(t) for t in sub[3:])]
+                except ValueError:
+                    continue  # apply_patch reports the malformed pointer
+            problem = target_problem(doc, tokens, r.result, manifest=manifest)
+            if problem:
+                pointer = "/" + "/".join(t.replace("~", "~0").replace("/", "~1") for t in tokens)
+                raise self.template_error(co, pool, r, written, f"{label} {pointer}: {problem}")
 
     def apply(self, co: CompiledOverlay, pool: str | None) -> None:
         writer = Writer(co.name, pool)
-        patches = self.resolve(co, pool, co.patches)
+        patches, resolved = self.resolve(co, pool, co.patches)
         for index, patch in enumerate(patches):
+            self.check_templates(co, pool, index, patch, resolved)
             self.apply_patch(co, pool, writer, index, patch)
         if co.overlay.node_labels and pool is not None:
-            labels = self.resolve(co, pool, dict(co.overlay.node_labels))
+            labels, resolved_labels = self.resolve(co, pool, dict(co.overlay.node_labels))
+            for r in resolved_labels:
+                if len(r.at) == 1 and (problem := template_label_problem(r.result)):
+                    raise self.template_error(co, pool, r, ("nodeLabels", *r.written), problem)
             mine = self.labels.setdefault(pool, {})
             for key, value in labels.items():
                 text = value if isinstance(value, str) else from_cel(value)

@@ -13,7 +13,7 @@ SMALL: dict[str, Any] = {
     "metadata": {"name": "small"},
     "spec": {
         "version": "1.0.0",
-        "parameters": {"replicas": 2},
+        "parameters": {"replicas": {"type": "integer", "default": 2, "minimum": 1}},
         "addons": [
             {
                 "name": "operator",

@@ -264,14 +264,14 @@ def test_cluster_overlay_reads_cluster_facts_and_params() -> None:
                 "patches": [{"addon": "op", "values": {"replicas": "${ params.minGpuPools + 1 }"}}],
             }
         ],
-        parameters={"minGpuPools": 2},
+        parameters={"minGpuPools": {"type": "integer", "default": 2, "minimum": 0}},
     )
     assert values(render(bp, mixed()))["replicas"] == 3
     assert values(render(bp, mixed(), RenderOptions(parameters={"minGpuPools": 3})))["replicas"] == 1
 
 
 def test_unknown_parameter_override_is_refused() -> None:
-    bp = blueprint([], parameters={"a": 1})
+    bp = blueprint([], parameters={"a": {"type": "integer", "default": 1}})
     with pytest.raises(RenderError, match="parameter 'b' is not declared by Blueprint 'test' \\(declared: a\\)"):
         render(bp, facts(), RenderOptions(parameters={"b": 2}))
 
