@@ -24,13 +24,13 @@ from blueprintd.api import API_VERSION
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import Blueprint
 from blueprintd.api.checks import check_spec
-from blueprintd.api.common import check_dns_subdomain
+from blueprintd.api.common import check_dns_subdomain, matches
 from blueprintd.api.driftreport import DriftReport
 from blueprintd.api.gitsource import GitSource
 from blueprintd.api.issues import InvalidInput, Issue, Path, PathElem
 from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits
 from blueprintd.api.membercluster import MemberCluster
-from blueprintd.api.params import shorthand_issues
+from blueprintd.api.params import override_issues, shorthand_issues
 from blueprintd.api.revision import BlueprintRevision
 from blueprintd.api.yamlsrc import Document, parse_yaml, read_documents
 
@@ -290,9 +290,31 @@ def load_documents(
                 continue
             blueprints[obj.name] = item
         loaded.append(item)
+    issues.extend(_member_override_issues(loaded))
     if issues:
         raise InvalidInput(issues)
     return loaded
+
+
+def _member_override_issues(loaded: list[Loaded]) -> list[Issue]:
+    """MemberCluster parameter values that a Blueprint selecting that cluster refuses.
+
+    Only when both are among the documents read: a MemberCluster on its own cannot know the
+    declarations, so render checks the same values per cluster (``params.effective_values``).
+    """
+    blueprints = [item.obj for item in loaded if isinstance(item.obj, Blueprint)]
+    issues: list[Issue] = []
+    for item in loaded:
+        member = item.obj
+        if not isinstance(member, MemberCluster) or not member.spec.parameters:
+            continue
+        labels = dict(member.metadata.labels or {})
+        for bp in blueprints:
+            if matches(bp.spec.cluster_selector, labels):
+                root: Path = ("spec", "parameters")
+                for issue in override_issues(bp.spec.parameters, member.spec.parameters, root, bp.name):
+                    issues.append(item.document.issue(issue.message, issue.path, issue.allowed))
+    return issues
 
 
 def load_objects(paths: Iterable[str | FsPath], limits: BlueprintLimits = DEFAULT_LIMITS) -> list[Loaded]:

@@ -209,7 +209,11 @@ def declaration_issues(name: str, param: Parameter, at: Path) -> list[Issue]:
             continue
         if not numeric:
             issues.append(
-                Issue(f"{who}: {bound} applies only to integer and number parameters", (*at, bound), param.type)
+                Issue(
+                    f"{who}: {bound} applies only to integer and number parameters",
+                    (*at, bound),
+                    "remove it, or declare type integer or number",
+                )
             )
         elif problem := type_problem(param.type, value):
             issues.append(Issue(f"{who}: {bound} {problem}", (*at, bound), _TYPE_WORDS[param.type]))
@@ -267,6 +271,31 @@ def shorthand_issues(parameters: Mapping[str, Parameter], root: Path) -> list[Is
         for name, param in parameters.items()
         if param.shorthand
     ]
+
+
+def override_issues(
+    declared: Mapping[str, Parameter], overrides: Mapping[str, Any], root: Path, blueprint: str
+) -> list[Issue]:
+    """Per-cluster values (``overrides``, at ``root``) that ``blueprint``'s declarations refuse.
+
+    ``blueprintd validate`` runs it for every MemberCluster and Blueprint that selects it,
+    when both are among the files; render refuses the same values (see :func:`effective_values`).
+    """
+    issues: list[Issue] = []
+    for name, value in overrides.items():
+        param = declared.get(name)
+        if param is None:
+            issues.append(
+                Issue(
+                    f"parameter {name!r} is not declared by Blueprint {blueprint!r}, which selects this cluster",
+                    (*root, name),
+                    ", ".join(sorted(declared)) or "no parameters",
+                )
+            )
+        elif problem := value_problem(param, value):
+            message = f"parameter {name!r} of Blueprint {blueprint!r}: {problem}"
+            issues.append(Issue(message, (*root, name), allowed(param)))
+    return issues
 
 
 class OverrideError(ValueError):

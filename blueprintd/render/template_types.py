@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from blueprintd.api.params import show
+
 PathElem = str | int
 
 NAME_FIELDS = frozenset({"addon", "op", "path", "from"})
@@ -118,8 +120,8 @@ def target_problem(doc: Any, tokens: Sequence[str], value: Any, *, manifest: boo
         return f"Kubernetes takes {kind_words(fixed)} there"
     found, current = document_value(doc, tokens)
     if found and not fits(json_kind(current), value):
-        shown = repr(current) if not isinstance(current, dict | list) else kind_words(json_kind(current))
-        return f"the field holds {kind_words(json_kind(current))} ({shown})"
+        shown = "" if isinstance(current, dict | list) else f" ({show(current)})"
+        return f"the field holds {kind_words(json_kind(current))}{shown}"
     return ""
 
 

@@ -73,7 +73,7 @@ def test_changing_content_without_a_version_bump_is_refused(kubectl: Kubectl, ns
     bp = default_blueprint(ns)
     assert kubectl.apply(bp).returncode == 0
     changed = copy.deepcopy(bp)
-    changed["spec"]["parameters"]["timeSlicingReplicas"] = 8
+    changed["spec"]["parameters"]["timeSlicingReplicas"]["default"] = 8
     refused = kubectl.apply(changed)
     assert refused.returncode != 0
     assert "spec changed without a new spec.version: bump spec.version (semver)" in refused.stderr

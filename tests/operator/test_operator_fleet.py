@@ -113,7 +113,7 @@ def blueprint(version: str, *, replicas: int = 4, gpu_operator_version: str | No
     """The default GPU platform blueprint at ``version``, with test-friendly rollout settings."""
     doc = yaml.safe_load((REPO / "blueprints" / "gpu-platform" / "blueprint.yaml").read_text())
     doc["spec"]["version"] = version
-    doc["spec"]["parameters"]["timeSlicingReplicas"] = replicas
+    doc["spec"]["parameters"]["timeSlicingReplicas"]["default"] = replicas
     doc["spec"]["rollout"] = {"canary": {"count": 1}, "maxUnavailable": 1, "failurePolicy": "pause",
                               "healthTimeoutSeconds": 120}
     for addon in doc["spec"]["addons"]:
