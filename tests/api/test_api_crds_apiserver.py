@@ -136,3 +136,42 @@ def test_other_kinds_are_served(kubectl: Kubectl, ns: str) -> None:
         assert done.returncode == 0, done.stderr
     explained = kubectl.run("explain", "membercluster.spec.allowExecAuth")
     assert "Allow kubeconfigs that run a command" in explained.stdout
+
+
+# --- typed parameters (issue 18, item 6) -------------------------------------------------
+
+PARAMETER_REFUSALS = [
+    # the incident's commit: an untyped value is not a declaration
+    ("many", 'spec.parameters.timeSlicingReplicas: Invalid value: "string"'),
+    (4, "spec.parameters.timeSlicingReplicas: Invalid value: \"integer\""),
+    ({"type": "int", "default": 4}, 'spec.parameters.timeSlicingReplicas.type: Unsupported value: "int"'),
+    ({"type": "integer"}, "spec.parameters.timeSlicingReplicas.default: Required value"),
+    (
+        {"type": "string", "default": "a", "minimum": 1},
+        "minimum and maximum apply only to parameters of type integer or number",
+    ),
+    (
+        {"type": "integer", "default": 4, "minimum": 8, "maximum": 2},
+        "minimum must not be greater than maximum",
+    ),
+]
+
+
+@pytest.mark.parametrize(("declaration", "message"), PARAMETER_REFUSALS)
+def test_parameter_declarations_are_checked_at_admission(
+    kubectl: Kubectl, ns: str, declaration: Any, message: str
+) -> None:
+    bp = default_blueprint(ns)
+    bp["spec"]["parameters"]["timeSlicingReplicas"] = declaration
+    refused = kubectl.apply(bp)
+    assert refused.returncode != 0
+    assert message in refused.stderr
+    assert kubectl.run("get", "bp", "gpu-platform", "-n", ns).returncode != 0  # nothing was stored
+
+
+def test_parameter_declarations_are_explained(kubectl: Kubectl) -> None:
+    explained = kubectl.run("explain", "blueprint.spec.parameters")
+    assert explained.returncode == 0, explained.stderr
+    text = " ".join(explained.stdout.split())
+    assert "Typed settings overlays read as params.<name>" in text
+    assert "MemberClusters override the value (spec.parameters) within the same bounds" in text
