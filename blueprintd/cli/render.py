@@ -126,9 +126,12 @@ def render_cmd(
     Same input, same output: the JSON is byte-identical across runs, so it diffs cleanly.
     """
     mirrors = parse_pairs(chart_mirror or [], "UPSTREAM", "https://helm.ngc.nvidia.com/nvidia=http://mirror/nvidia")
-    params = {k: _scalar(v) for k, v in parse_pairs(param or [], "NAME", "timeSlicingReplicas=8").items()}
+    raw_params = parse_pairs(param or [], "NAME", "timeSlicingReplicas=8")
     try:
         chosen = pick_blueprint(load_blueprints([path]), blueprint, str(path))
+        declared = chosen.spec.parameters
+        # a string parameter takes the text as typed (-p mode=true is "true", not a boolean)
+        params = {k: v if k in declared and declared[k].type == "string" else _scalar(v) for k, v in raw_params.items()}
         cluster = load_model_file(facts, ClusterFacts)
         state = render(chosen, cluster, RenderOptions(chart_mirrors=mirrors, parameters=params))
     except InvalidInput as exc:

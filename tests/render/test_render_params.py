@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from render_helpers import H100, L4, blueprint, facts, pool
+from typer.testing import CliRunner
 
 from blueprintd.api.blueprint import Blueprint
+from blueprintd.cli.main import app
 from blueprintd.errors import RenderError
 from blueprintd.render import RenderOptions, render
 from blueprintd.render.template_types import (
@@ -203,3 +207,27 @@ def test_kubernetes_metadata_types() -> None:
 def test_label_values() -> None:
     assert label_value_problem("x") == label_value_problem(2) == label_value_problem(True) == ""
     assert label_value_problem({"a": 1}).endswith("not an object")
+
+
+def test_render_cli_takes_string_parameters_as_typed(tmp_path: Path) -> None:
+    """``-p flag=true`` sets the string "true" for a string parameter, not a boolean it would refuse."""
+    doc = {
+        "apiVersion": "blueprintd.io/v1alpha1",
+        "kind": "Blueprint",
+        "metadata": {"name": "t"},
+        "spec": {
+            "version": "1.0.0",
+            "parameters": {"flag": {"type": "string", "default": "false"}, "n": {"type": "integer", "default": 1}},
+        },
+    }
+    bp = tmp_path / "bp.yaml"
+    bp.write_text(yaml.safe_dump(doc))
+    cluster = tmp_path / "facts.yaml"
+    cluster.write_text("cluster: c1\npools: []\n")
+    base = ["render", str(bp), "-f", str(cluster)]
+    result = CliRunner().invoke(app, [*base, "-o", "json", "-p", "flag=true", "-p", "n=3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["parameters"] == {"flag": "true", "n": 3}
+    bad = CliRunner().invoke(app, [*base, "-p", "n=three"])
+    assert bad.exit_code == 1
+    assert "parameter 'n' of Blueprint 't': cluster override \"three\" is not an integer" in bad.stderr
