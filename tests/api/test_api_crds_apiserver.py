@@ -7,7 +7,9 @@ accepts the CEL rules (syntax and cost budget) and enforces them the way users w
 from __future__ import annotations
 
 import copy
+import itertools
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,3 +177,61 @@ def test_parameter_declarations_are_explained(kubectl: Kubectl) -> None:
     text = " ".join(explained.stdout.split())
     assert "Typed settings overlays read as params.<name>" in text
     assert "MemberClusters override the value (spec.parameters) within the same bounds" in text
+
+
+def _crd_with_untyped_parameters() -> dict[str, Any]:
+    """The Blueprint CRD as it was before parameters were typed (any value per name)."""
+    crd: dict[str, Any] = yaml.safe_load((REPO_ROOT / "crds" / "blueprints.blueprintd.io.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["properties"]["parameters"] = {
+        "description": "Named scalar settings overlays read as params.<name>.",
+        "type": "object",
+        "additionalProperties": {"x-kubernetes-preserve-unknown-fields": True},
+    }
+    return crd
+
+
+def _until(check: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_blueprints_stored_untyped_stay_writable_after_the_crd_upgrade(kubectl: Kubectl, ns: str) -> None:
+    """The migration: objects stored before types existed keep their status writable (validation
+    ratcheting), while a changed parameter value must be a declaration."""
+    legacy = default_blueprint(ns)
+    legacy["metadata"]["name"] = "legacy"
+    legacy["spec"]["parameters"] = {"timeSlicingReplicas": 4}
+    crd_file = REPO_ROOT / "crds" / "blueprints.blueprintd.io.yaml"
+    try:
+        old = kubectl.run("apply", "--server-side", "--force-conflicts", "--field-manager=crd-test", "-f", "-",
+                          stdin=yaml.safe_dump(_crd_with_untyped_parameters()))
+        assert old.returncode == 0, old.stderr
+        _until(lambda: kubectl.apply(legacy).returncode == 0, "the untyped CRD to be served")
+    finally:
+        new = kubectl.run("apply", "--server-side", "--force-conflicts", "--field-manager=crd-test",
+                          "-f", str(crd_file))
+        assert new.returncode == 0, new.stderr
+    probes = itertools.count()
+
+    def typed_crd_served() -> bool:
+        probe = copy.deepcopy(legacy)  # a new name each time: an unchanged object would be ratcheted
+        probe["metadata"]["name"] = f"probe-{next(probes)}"
+        return kubectl.apply(probe).returncode != 0
+
+    _until(typed_crd_served, "the typed CRD to be served")
+
+    status = kubectl.run("patch", "bp", "legacy", "-n", ns, "--subresource=status", "--type=merge",
+                         "-p", '{"status": {"matchedClusters": 3}}')
+    assert status.returncode == 0, status.stderr
+    labelled = kubectl.run("label", "bp", "legacy", "-n", ns, "team=platform")
+    assert labelled.returncode == 0, labelled.stderr
+
+    changed = copy.deepcopy(legacy)
+    changed["spec"]["version"] = "1.5.0"
+    changed["spec"]["parameters"]["timeSlicingReplicas"] = "many"
+    refused = kubectl.apply(changed)
+    assert refused.returncode != 0
+    assert 'spec.parameters.timeSlicingReplicas: Invalid value: "string"' in refused.stderr
