@@ -564,6 +564,8 @@ class BlueprintSpec(ApiModel):
     @field_validator("parameters")
     @classmethod
     def _param_names(cls, value: dict[str, Parameter]) -> dict[str, Parameter]:
+        if len(value) > MAX_PARAMETERS:
+            raise ValueError(f"{len(value)} parameters declared; at most {MAX_PARAMETERS} are allowed")
         for name in value:
             if not PARAM_NAME_RE.fullmatch(name):
                 raise ValueError(f"parameter name {name!r} must be a CEL identifier (letters, digits, '_')")

@@ -297,3 +297,11 @@ def test_published_revisions_with_untyped_parameters_still_load(small: dict[str,
     )
     assert isinstance(rev, BlueprintRevision)
     assert rev.spec.spec.parameters["replicas"].default == 2
+
+
+def test_parameter_count_is_bounded_like_the_crd(small: dict[str, Any]) -> None:
+    small["spec"]["parameters"] = {f"p{i}": {"type": "integer", "default": i} for i in range(129)}
+    with pytest.raises(InvalidInput) as exc:
+        parse_blueprint(small)
+    (issue,) = exc.value.issues
+    assert (issue.field, issue.message) == ("spec.parameters", "129 parameters declared; at most 128 are allowed")
