@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from blueprintd.api.base import ApiModel
 from blueprintd.api.common import Condition, LabelSelector, ObjectMeta, check_dns_label
-from blueprintd.api.params import Parameter
+from blueprintd.api.params import UNTYPED_IN_CRD, Parameter
 from blueprintd.api.rollout import RolloutStatus
 
 SEMVER_PATTERN = (
@@ -526,7 +526,7 @@ class BlueprintSpec(ApiModel):
         default=None,
         description="Member clusters (by MemberCluster labels) this applies to; all when omitted.",
     )
-    parameters: dict[str, Parameter] = Field(
+    parameters: dict[str, Annotated[Parameter, UNTYPED_IN_CRD]] = Field(
         default_factory=dict,
         description=(
             "Typed settings overlays read as params.<name>, each declared with type (string, integer, number, "

@@ -34,6 +34,8 @@ from blueprintd.api.blueprint import Blueprint
 from blueprintd.api.driftreport import DriftReport
 from blueprintd.api.gitsource import GitSource
 from blueprintd.api.membercluster import MemberCluster
+from blueprintd.api.params_admission import FILE_NAME as PARAMETERS_POLICY_FILE
+from blueprintd.api.params_admission import admission_policy
 from blueprintd.api.revision import BlueprintRevision
 
 _KEEP = {
@@ -314,6 +316,9 @@ def render_files() -> dict[str, str]:
         crd = _tidy(build_crd(spec))
         text = yaml.dump(crd, Dumper=_NoAliasDumper, sort_keys=False, width=100, allow_unicode=True)
         files[f"{spec.crd_name}.yaml"] = header + text
+    # Not a CRD, but installed with them: the API server's check of Blueprint parameters.
+    policy = yaml.dump_all(admission_policy(), Dumper=_NoAliasDumper, sort_keys=False, width=100)
+    files[PARAMETERS_POLICY_FILE] = header + policy
     return files
 
 

@@ -26,9 +26,10 @@ Rules (each one a pure function below, tested without a server):
    and serialised back exactly as written, so published revisions render unchanged and
    keep their content hash. New content is refused with the declaration to write instead:
    by ``blueprintd validate``, by the GitSource sync (both through
-   :func:`shorthand_issues`) and by the API server (the CRD types every parameter as an
-   object). Inferring the type would accept the very commit this exists to refuse: a
-   plain ``"many"`` would simply be inferred to be a string.
+   :func:`shorthand_issues`) and by the API server (``params_admission.py``), which only
+   checks parameters that are new or changed, so stored objects stay writable. Inferring
+   the type would accept the very commit this exists to refuse: a plain ``"many"`` would
+   simply be inferred to be a string.
 """
 
 from __future__ import annotations
@@ -36,10 +37,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    ConfigDict,
     Field,
     PrivateAttr,
     SerializerFunctionWrapHandler,
@@ -57,14 +57,20 @@ ParamType = Literal["string", "integer", "number", "boolean"]
 PARAM_TYPES: tuple[str, ...] = ("string", "integer", "number", "boolean")
 MAX_ENUM = 64
 
-# JSON numbers: ints stay ints (they are written back as written); the CRD says "number".
-Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
+# In the CRD a parameter is any JSON value: typing it as an object there would make the objects
+# stored in the untyped form unwritable (CRD rules fail to convert them). The API server checks
+# declarations with a ValidatingAdmissionPolicy instead (params_admission.py).
+UNTYPED_IN_CRD = WithJsonSchema(
+    {
+        "x-kubernetes-preserve-unknown-fields": True,
+        "description": (
+            "A parameter declaration: {type: string|integer|number|boolean, default, minimum, maximum, enum, "
+            "description}; checked by the ValidatingAdmissionPolicy blueprint-parameters.blueprintd.io."
+        ),
+    }
+)
 
 _TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false"}
-
-
-def _rule(rule: str, message: str) -> dict[str, Any]:
-    return {"rule": rule, "message": message}
 
 
 class Parameter(ApiModel):
@@ -74,28 +80,13 @@ class Parameter(ApiModel):
     (spec.parameters), which must satisfy the same type, bounds and enum.
     """
 
-    model_config = ConfigDict(
-        json_schema_extra={  # CEL rules the API server enforces (it cannot see default or enum: untyped)
-            "x-kubernetes-validations": [
-                _rule(
-                    "(!has(self.minimum) && !has(self.maximum)) || self.type == 'integer' || self.type == 'number'",
-                    "minimum and maximum apply only to parameters of type integer or number",
-                ),
-                _rule(
-                    "!has(self.minimum) || !has(self.maximum) || self.minimum <= self.maximum",
-                    "minimum must not be greater than maximum",
-                ),
-            ]
-        }
-    )
-
     type: ParamType = Field(description="Value type: string, integer, number or boolean.")
     default: ParamValue = Field(
         description="Value used unless a MemberCluster overrides it; must satisfy type, minimum, maximum and enum."
     )
     description: str = Field(default="", description="What the parameter controls.", max_length=1024)
-    minimum: Number | None = Field(default=None, description="Smallest allowed value (inclusive; integer/number).")
-    maximum: Number | None = Field(default=None, description="Largest allowed value (inclusive; integer/number).")
+    minimum: int | float | None = Field(default=None, description="Smallest allowed value (inclusive; integer/number).")
+    maximum: int | float | None = Field(default=None, description="Largest allowed value (inclusive; integer/number).")
     enum: list[ParamValue] | None = Field(
         default=None,
         description="The only values allowed, each of the declared type (not for boolean).",

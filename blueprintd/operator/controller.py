@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from blueprintd.api import membercluster
 from blueprintd.api.blueprint import Blueprint
 from blueprintd.api.common import matches
+from blueprintd.api.params import shorthand_issues
 from blueprintd.api.revision import revision_name
 from blueprintd.cluster.kubeconfig import check_kubeconfig, parse_kubeconfig, server_of
 from blueprintd.cluster.management import ManagementStore
@@ -100,6 +101,10 @@ class Controller:
         version = model.spec.version
         rev_name = revision_name(name, version)
         existing = await self.store.get("BlueprintRevision", rev_name)
+        untyped = shorthand_issues(model.spec.parameters, ("spec", "parameters"))
+        if existing is None and untyped:  # a new version declares its parameters; published ones keep reading
+            await self._invalid(bp, "Invalid", "; ".join(f"{i.field}: {i.message}" for i in untyped), conds)
+            return
         if existing is None:
             source = (bp.get("metadata") or {}).get("annotations") or {}
             await self.store.create(

@@ -7,7 +7,6 @@ accepts the CEL rules (syntax and cost budget) and enforces them the way users w
 from __future__ import annotations
 
 import copy
-import itertools
 import subprocess
 import time
 from collections.abc import Iterator
@@ -44,9 +43,27 @@ def kubectl(kube_binaries: Binaries, management: ClusterHandle) -> Kubectl:
         "apply", "--server-side", "--force-conflicts", "--field-manager=crd-test", "-f", str(REPO_ROOT / "crds")
     )
     assert done.returncode == 0, done.stderr
-    ready = k.run("wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO_ROOT / "crds"))
+    ready = k.run("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
     assert ready.returncode == 0, ready.stderr
+    wait_for_parameters_policy(k)
     return k
+
+
+def wait_for_parameters_policy(k: Kubectl) -> None:
+    """Until the API server enforces the parameters policy (it loads new policies within seconds)."""
+    probe: dict[str, Any] = {
+        "apiVersion": "blueprintd.io/v1alpha1",
+        "kind": "Blueprint",
+        "metadata": {"name": "policy-probe", "namespace": "default"},
+        "spec": {"version": "1.0.0", "parameters": {"p": "plain"}},
+    }
+    deadline = time.monotonic() + 60
+    while True:
+        done = k.run("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(probe))
+        if "blueprint-parameters.blueprintd.io" in done.stderr:
+            return
+        assert time.monotonic() < deadline, f"the parameters policy is not enforced: {done.stderr or done.stdout}"
+        time.sleep(0.5)
 
 
 @pytest.fixture
@@ -143,18 +160,40 @@ def test_other_kinds_are_served(kubectl: Kubectl, ns: str) -> None:
 # --- typed parameters (issue 18, item 6) -------------------------------------------------
 
 PARAMETER_REFUSALS = [
-    # the incident's commit: an untyped value is not a declaration
-    ("many", 'spec.parameters.timeSlicingReplicas: Invalid value: "string"'),
-    (4, "spec.parameters.timeSlicingReplicas: Invalid value: \"integer\""),
-    ({"type": "int", "default": 4}, 'spec.parameters.timeSlicingReplicas.type: Unsupported value: "int"'),
-    ({"type": "integer"}, "spec.parameters.timeSlicingReplicas.default: Required value"),
+    # the incident's commit, in both forms
+    (
+        {"type": "integer", "default": "many", "minimum": 1, "maximum": 64},
+        "spec.parameters.timeSlicingReplicas.default: parameter timeSlicingReplicas: default \"many\" is not "
+        "allowed (allowed: an integer from 1 to 64)",
+    ),
+    (
+        "many",
+        "spec.parameters.timeSlicingReplicas: parameter timeSlicingReplicas is \"many\" without a declared type; "
+        "declare it as {type: string|integer|number|boolean, default: <value>}",
+    ),
+    (
+        {"type": "integer", "default": 100, "minimum": 1, "maximum": 64},
+        "default 100 is not allowed (allowed: an integer from 1 to 64)",
+    ),
+    ({"type": "integer", "default": 4.5}, "default 4.5 is not allowed (allowed: an integer)"),
+    ({"type": "number", "default": True}, "default true is not allowed (allowed: a number)"),
+    (
+        {"type": "string", "default": "turbo", "enum": ["fast", "safe"]},
+        'default "turbo" is not allowed (allowed: string, one of "fast", "safe")',
+    ),
+    (
+        {"type": "int", "default": 4},
+        'spec.parameters.timeSlicingReplicas.type: parameter timeSlicingReplicas has type "int" '
+        "(allowed: string, integer, number, boolean)",
+    ),
+    ({"type": "integer"}, "parameter timeSlicingReplicas is a list or object without a declared type"),
     (
         {"type": "string", "default": "a", "minimum": 1},
-        "minimum and maximum apply only to parameters of type integer or number",
+        "minimum and maximum must be numbers with minimum <= maximum, only on integer and number parameters",
     ),
     (
         {"type": "integer", "default": 4, "minimum": 8, "maximum": 2},
-        "minimum must not be greater than maximum",
+        "minimum and maximum must be numbers with minimum <= maximum",
     ),
 ]
 
@@ -167,8 +206,22 @@ def test_parameter_declarations_are_checked_at_admission(
     bp["spec"]["parameters"]["timeSlicingReplicas"] = declaration
     refused = kubectl.apply(bp)
     assert refused.returncode != 0
+    assert "ValidatingAdmissionPolicy 'blueprint-parameters.blueprintd.io'" in refused.stderr
     assert message in refused.stderr
     assert kubectl.run("get", "bp", "gpu-platform", "-n", ns).returncode != 0  # nothing was stored
+
+
+def test_a_changed_parameter_is_checked_on_update(kubectl: Kubectl, ns: str) -> None:
+    bp = default_blueprint(ns)
+    assert kubectl.apply(bp).returncode == 0
+    bp["spec"]["version"] = "1.5.0"
+    bp["spec"]["parameters"]["timeSlicingReplicas"]["default"] = "many"
+    refused = kubectl.apply(bp)
+    assert refused.returncode != 0
+    assert 'default "many" is not allowed (allowed: an integer from 1 to 64)' in refused.stderr
+    bp["spec"]["parameters"]["timeSlicingReplicas"]["default"] = 8
+    accepted = kubectl.apply(bp)
+    assert accepted.returncode == 0, accepted.stderr
 
 
 def test_parameter_declarations_are_explained(kubectl: Kubectl) -> None:
@@ -179,49 +232,21 @@ def test_parameter_declarations_are_explained(kubectl: Kubectl) -> None:
     assert "MemberClusters override the value (spec.parameters) within the same bounds" in text
 
 
-def _crd_with_untyped_parameters() -> dict[str, Any]:
-    """The Blueprint CRD as it was before parameters were typed (any value per name)."""
-    crd: dict[str, Any] = yaml.safe_load((REPO_ROOT / "crds" / "blueprints.blueprintd.io.yaml").read_text())
-    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    spec["properties"]["parameters"] = {
-        "description": "Named scalar settings overlays read as params.<name>.",
-        "type": "object",
-        "additionalProperties": {"x-kubernetes-preserve-unknown-fields": True},
-    }
-    return crd
-
-
-def _until(check: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
-def test_blueprints_stored_untyped_stay_writable_after_the_crd_upgrade(kubectl: Kubectl, ns: str) -> None:
-    """The migration: objects stored before types existed keep their status writable (validation
-    ratcheting), while a changed parameter value must be a declaration."""
+def test_blueprints_stored_untyped_stay_writable(kubectl: Kubectl, ns: str) -> None:
+    """The migration: a Blueprint stored before parameters were typed (here: while the policy was
+    not installed) keeps its status and metadata writable; a changed parameter must be declared."""
     legacy = default_blueprint(ns)
     legacy["metadata"]["name"] = "legacy"
     legacy["spec"]["parameters"] = {"timeSlicingReplicas": 4}
-    crd_file = REPO_ROOT / "crds" / "blueprints.blueprintd.io.yaml"
+    policy = str(REPO_ROOT / "crds" / "admissionpolicy-blueprint-parameters.yaml")
     try:
-        old = kubectl.run("apply", "--server-side", "--force-conflicts", "--field-manager=crd-test", "-f", "-",
-                          stdin=yaml.safe_dump(_crd_with_untyped_parameters()))
-        assert old.returncode == 0, old.stderr
-        _until(lambda: kubectl.apply(legacy).returncode == 0, "the untyped CRD to be served")
+        removed = kubectl.run("delete", "-f", policy, "--wait=true")
+        assert removed.returncode == 0, removed.stderr
+        _until(lambda: kubectl.apply(legacy).returncode == 0, "the policy to be unloaded")
     finally:
-        new = kubectl.run("apply", "--server-side", "--force-conflicts", "--field-manager=crd-test",
-                          "-f", str(crd_file))
-        assert new.returncode == 0, new.stderr
-    probes = itertools.count()
-
-    def typed_crd_served() -> bool:
-        probe = copy.deepcopy(legacy)  # a new name each time: an unchanged object would be ratcheted
-        probe["metadata"]["name"] = f"probe-{next(probes)}"
-        return kubectl.apply(probe).returncode != 0
-
-    _until(typed_crd_served, "the typed CRD to be served")
+        back = kubectl.run("apply", "--server-side", "--force-conflicts", "--field-manager=crd-test", "-f", policy)
+        assert back.returncode == 0, back.stderr
+    wait_for_parameters_policy(kubectl)
 
     status = kubectl.run("patch", "bp", "legacy", "-n", ns, "--subresource=status", "--type=merge",
                          "-p", '{"status": {"matchedClusters": 3}}')
@@ -234,4 +259,14 @@ def test_blueprints_stored_untyped_stay_writable_after_the_crd_upgrade(kubectl: 
     changed["spec"]["parameters"]["timeSlicingReplicas"] = "many"
     refused = kubectl.apply(changed)
     assert refused.returncode != 0
-    assert 'spec.parameters.timeSlicingReplicas: Invalid value: "string"' in refused.stderr
+    assert 'parameter timeSlicingReplicas is "many" without a declared type' in refused.stderr
+    changed["spec"]["parameters"]["timeSlicingReplicas"] = {"type": "integer", "default": 8, "minimum": 1}
+    migrated = kubectl.apply(changed)
+    assert migrated.returncode == 0, migrated.stderr
+
+
+def _until(check: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)

@@ -235,7 +235,8 @@ def git_exec(command: str) -> list[str]:
 
 
 def install_crds(fleet: Fleet, bins: Binaries) -> None:
-    """The CRDs from crds/ (idempotent: other modules of the session may have applied them)."""
+    """The CRDs from crds/ and the parameters admission policy installed with them (idempotent:
+    other modules of the session may have applied them)."""
     base = [str(bins.kubectl), "--kubeconfig", str(fleet.management.kubeconfig)]
     for args in (
         [
@@ -246,7 +247,7 @@ def install_crds(fleet: Fleet, bins: Binaries) -> None:
             "-f",
             str(REPO_ROOT / "crds"),
         ],
-        ["wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO_ROOT / "crds")],
+        ["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
     ):
         done = subprocess.run([*base, *args], capture_output=True, text=True, timeout=90)
         assert done.returncode == 0, done.stderr

@@ -115,7 +115,7 @@ def env(fleet: Fleet, kube_binaries: Binaries, tmp_path_factory: pytest.TempPath
     crds = str(REPO_ROOT / "crds")
     kubectl(kube_binaries, fleet, "apply", "--server-side", "--force-conflicts", "--field-manager=params-test",
             "-f", crds)
-    kubectl(kube_binaries, fleet, "wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+    kubectl(kube_binaries, fleet, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
     ns = unique_name("params")
     member_ns = unique_name("params-probe")
     docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
