@@ -39,6 +39,7 @@ import lark
 
 from blueprintd.api.cel import ITERATION_COST, SIZE_UNIT, CelError, parse_cel
 from blueprintd.api.facts import NodePool
+from blueprintd.api.params import Parameter
 
 MAX_POOLS = 32
 MAX_NODES = 5000
@@ -137,7 +138,17 @@ CLUSTER = Shape(
 
 
 def shape_of_value(value: Any) -> Shape:
-    """The shape of a parameter value (a member may override it: strings get a floor)."""
+    """The shape of a parameter value (a member may override it: strings get a floor).
+
+    A declared parameter is sized by its declaration, not its default: a member may override a
+    ``string`` with any text (so at least ``PARAM_STRING_SIZE`` characters), unless an ``enum``
+    names the only values it can take. Numbers and booleans are scalars."""
+    if isinstance(value, Parameter):
+        if value.type != "string":
+            return SCALAR
+        if value.enum:
+            return string(max(len(str(v)) for v in value.enum))
+        return string(max(len(str(value.default)), PARAM_STRING_SIZE))
     if isinstance(value, str):
         return string(max(len(value), PARAM_STRING_SIZE))
     if isinstance(value, list):

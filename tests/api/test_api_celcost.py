@@ -160,3 +160,21 @@ def test_runtime_cost_never_exceeds_the_estimate(text: str) -> None:
     meter = Meter(10**9)
     compile_cel(text, {"cluster": None, "pool": None, "params": None}).evaluate(activation, meter)
     assert meter.used <= cost_of(text)
+
+
+def test_declared_parameters_are_sized_by_their_declaration() -> None:
+    """A member may override a declared string with any text; an enum bounds it; numbers are scalars."""
+    from blueprintd.api.params import Parameter
+
+    declared = {
+        "suffix": Parameter(type="string", default="x"),
+        "mode": Parameter(type="string", default="a", enum=["a", "bb"]),
+        "replicas": Parameter(type="integer", default=4, minimum=1, maximum=64),
+    }
+    shapes = variable_shapes("nodePool", declared)
+    scan = "pool.name.matches(params.{})"
+    free_text = estimate(scan.format("suffix"), shapes)[0]
+    enumerated = estimate(scan.format("mode"), shapes)[0]
+    # The free-text pattern is costed at its worst case (a long override), the enum at its longest value.
+    assert free_text > 50 * enumerated
+    assert estimate("params.replicas + 1 > 2", shapes)[0] < 10
