@@ -5,9 +5,10 @@ the operator, so the change never happens (detection after the fact cannot undo 
 PersistentVolume). ValidatingAdmissionPolicy (``admissionregistration.k8s.io/v1``, GA since
 Kubernetes 1.30) needs no webhook server: the rule is CEL evaluated in the API server.
 
-Protected objects are selected by labels blueprintd puts on them (``label_for_block`` for
-manifests, the drift monitor for objects a Helm release rendered), one policy per Blueprint
-so Blueprints never overwrite each other's policy. A node's labels are protected key by key
+Protected objects are selected by the identity labels blueprintd puts on them
+(``plan.ownership``: part of every manifest as the reconcile applies it; the drift monitor puts
+them on what a Helm release installed), one policy per Blueprint so Blueprints never overwrite
+each other's policy. A node's labels are protected key by key
 with a second policy: the node object itself belongs to the kubelet and must stay writable.
 
 Identities that may still write: the operator's own (refused, it could not remediate or
@@ -18,16 +19,32 @@ components update nodes); a change made by them is seen by the watches and repor
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
+from blueprintd.plan.ownership import (
+    BLUEPRINT_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MODE_LABEL,
+    identity_labels,
+)
+from blueprintd.plan.ownership import label_value as _label_value
 from blueprintd.render.desired import DesiredState
 
-MANAGED_BY_LABEL = "blueprintd.io/managed-by"
-MODE_LABEL = "blueprintd.io/drift-mode"
-BLUEPRINT_LABEL = "blueprintd.io/blueprint"
-MANAGED_BY = "blueprintd"
+__all__ = [
+    "API_VERSION",
+    "BLUEPRINT_LABEL",
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "MODE_LABEL",
+    "block_labels",
+    "node_label_policy",
+    "object_policy",
+    "policies",
+    "policy_name",
+]
+
 API_VERSION = "admissionregistration.k8s.io/v1"
 
 # Control-plane identities that must keep working on protected objects.
@@ -38,35 +55,13 @@ CONTROL_PLANE_GROUPS = ("system:nodes",)
 
 def block_labels(blueprint: str) -> dict[str, str]:
     """The labels that put an object under the ``block`` policy of ``blueprint``."""
-    return {MANAGED_BY_LABEL: MANAGED_BY, MODE_LABEL: "block", BLUEPRINT_LABEL: _label_value(blueprint)}
-
-
-def label_for_block(desired: DesiredState) -> DesiredState:
-    """A copy of ``desired`` whose manifests in ``block``-mode add-ons carry the block labels.
-
-    The operator calls this before applying, so the labels are part of what it owns (a change
-    to them is drift like any other); ``desired`` itself is left untouched."""
-    out = desired.model_copy(deep=True)
-    labels = block_labels(desired.blueprint)
-    for step in out.steps:
-        if step.drift.mode != "block" or not step.manifests:
-            continue
-        for obj in step.manifests:
-            meta = obj.setdefault("metadata", {})
-            meta["labels"] = {**(meta.get("labels") or {}), **labels}
-    return out
+    return identity_labels(blueprint, "block")
 
 
 def policy_name(blueprint: str, suffix: str = "") -> str:
     base = f"blueprintd-drift-block-{blueprint}"
     name = base + (f"-{suffix}" if suffix else "")
     return name[:253]
-
-
-def _label_value(value: str) -> str:
-    """Blueprint names are DNS subdomains (up to 253 characters); label values stop at 63."""
-    value = re.sub(r"[^A-Za-z0-9._-]", "-", value)[:63]
-    return value.strip("._-") or "blueprint"
 
 
 def _cel(value: str) -> str:

@@ -26,10 +26,10 @@ from typing import Any, Literal
 from blueprintd.api.blueprint import DriftMode
 from blueprintd.api.driftreport import DriftReason
 from blueprintd.api.pointer import format_pointer
-from blueprintd.plan.compare import diff_owned, ignored
+from blueprintd.plan.compare import diff_owned, drop_nulls, ignored
 from blueprintd.plan.inventory import object_key
 from blueprintd.plan.live import LiveState, ReleaseState
-from blueprintd.plan.planner import extra_values, node_label_mode, object_diffs, wanted_node_labels
+from blueprintd.plan.planner import desired_objects, extra_values, node_label_mode, object_diffs, wanted_node_labels
 from blueprintd.plan.ref import ObjectRef
 from blueprintd.render.desired import DesiredState, Step
 
@@ -432,14 +432,16 @@ def rendered_objects(
 ) -> list[dict[str, Any]]:
     """The objects a Helm release rendered (``helm get manifest``), as they must be live: the
     release namespace filled in for namespaced kinds, and Helm's ownership metadata, so a
-    recreated object is one helm adopts again on the next upgrade."""
+    recreated object is one helm adopts again on the next upgrade. A ``null`` a template
+    rendered (``revisionHistoryLimit: {{ .Values.unset }}``) is not set: Helm creates the
+    object without it and the server defaults it, so it is neither expected nor restored."""
     helm = step.helm
     assert helm is not None
     out = []
     for doc in docs:
         if not isinstance(doc, dict) or not doc.get("kind") or not (doc.get("metadata") or {}).get("name"):
             continue
-        obj = copy.deepcopy(doc)
+        obj = drop_nulls(copy.deepcopy(doc))
         meta = obj.setdefault("metadata", {})
         if namespaced(str(obj.get("apiVersion", "")), str(obj["kind"])):
             meta["namespace"] = meta.get("namespace") or helm.namespace
@@ -476,7 +478,7 @@ class DriftIndex:
                 if step.helm is not None:
                     t = release_target(step.helm.namespace, step.helm.release_name)
                     index.releases[t.id] = TrackedRelease(state, step, t)
-                for obj in step.manifests or []:
+                for obj in desired_objects(state, step):
                     t = Target("object", Ref.of(obj))
                     index.objects[t.id] = TrackedObject(state, step, obj, t)
             mode = node_label_mode(state)

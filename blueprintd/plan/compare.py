@@ -8,6 +8,11 @@ is never a difference, and ignore rules remove paths the platform team declared 
 someone else's.
 
 Paths are dotted with list indices in brackets, e.g. ``spec.template.spec.containers[0].image``.
+
+A ``null`` the Blueprint or a chart renders (``default: {{ .Values.unset }}``) means "not set",
+as it does for Helm and kubectl: it is never compared (the server may default the field) and
+never sent (``drop_nulls``), because a server-side apply of ``null`` either clears the field
+or is refused by a typed schema (``must be of type string``).
 """
 
 from __future__ import annotations
@@ -122,9 +127,21 @@ def _user_ignored(path: str, ignore: tuple[str, ...]) -> bool:
     return any(_ignore_regex(pat).match(path) for pat in ignore)
 
 
+def drop_nulls(value: Any) -> Any:
+    """A copy of ``value`` without the map keys whose value is ``null`` (at any depth): what
+    "not set" looks like on the wire. List items are kept as they are (a list's length is its
+    content)."""
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
 def diff_owned(desired: Any, live: Any, ignore: tuple[str, ...] = (), base: str = "") -> list[FieldDiff]:
-    """Differences on the fields ``desired`` sets; empty when ``live`` satisfies it."""
-    if base and _ignored(base, ignore):
+    """Differences on the fields ``desired`` sets; empty when ``live`` satisfies it.
+    A ``null`` in ``desired`` sets nothing, so it never differs."""
+    if desired is None or (base and _ignored(base, ignore)):
         return []
     if isinstance(desired, dict):
         if not isinstance(live, dict):
@@ -132,7 +149,7 @@ def diff_owned(desired: Any, live: Any, ignore: tuple[str, ...] = (), base: str 
         out: list[FieldDiff] = []
         for key in sorted(desired):
             path = _join(base, key)
-            if _ignored(path, ignore):
+            if desired[key] is None or _ignored(path, ignore):
                 continue
             if key not in live:
                 if _zero(desired[key]):

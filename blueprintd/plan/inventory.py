@@ -45,7 +45,7 @@ def node_labels_hash(wanted: dict[str, dict[str, str]]) -> str:
 
 def inventory_of(desired: Any) -> Inventory:
     """The inventory a fully applied ``DesiredState`` leaves behind."""
-    from blueprintd.plan.planner import wanted_node_labels
+    from blueprintd.plan.planner import desired_objects, wanted_node_labels
 
     inv = Inventory(blueprint=desired.blueprint)
     for step in desired.steps:
@@ -58,7 +58,7 @@ def inventory_of(desired: Any) -> Inventory:
                     hash=release_hash(step.helm),
                 )
             )
-        for obj in step.manifests or []:
+        for obj in desired_objects(desired, step):
             inv.objects.append(InventoryObject(key=object_key(obj), addon=step.addon, hash=content_hash(obj)))
     inv.node_label_keys = sorted({k for g in desired.node_labels for k in g.labels})
     inv.node_labels_hash = node_labels_hash(wanted_node_labels(desired))

@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import DriftMode
-from blueprintd.plan.compare import FieldDiff, diff_owned, keep_ignored_live
+from blueprintd.plan.compare import FieldDiff, diff_owned, drop_nulls, keep_ignored_live
 from blueprintd.plan.inventory import Inventory, content_hash, node_labels_hash, object_key, release_hash
 from blueprintd.plan.live import LiveState, ReleaseState
+from blueprintd.plan.ownership import owned_object
 from blueprintd.render.desired import DesiredState, Step
 
 ActionKind = Literal["helm-install", "helm-upgrade", "apply", "delete-object", "helm-uninstall", "label-nodes"]
@@ -59,8 +60,11 @@ class ClusterPlan(ApiModel):
         return [a for s in self.steps for a in s.actions] + self.node_labels + self.prune
 
 
-def desired_objects(step: Step) -> list[dict[str, Any]]:
-    return list(step.manifests or [])
+def desired_objects(desired: DesiredState, step: Step) -> list[dict[str, Any]]:
+    """The step's manifests as blueprintd applies them: with the identity labels of the
+    Blueprint and the add-on's drift mode, nulls dropped (``ownership.owned_object``). The
+    planner, the inventory and drift detection all use this, so they agree on what is owned."""
+    return [owned_object(obj, desired.blueprint, step.drift.mode) for obj in step.manifests or []]
 
 
 def _release_reason(step: Step, live: ReleaseState | None) -> str | None:
@@ -115,11 +119,10 @@ def object_diffs(step: Step, obj: dict[str, Any], live: dict[str, Any] | None) -
 
 def apply_body(step: Step, obj: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
     """What to server-side apply for ``obj``: the manifest, except that on an existing object
-    the fields an ignore rule covers keep their live value (see ``keep_ignored_live``)."""
+    the fields an ignore rule covers keep their live value (see ``keep_ignored_live``). A
+    ``null`` is never sent: it means "not set" (and a typed schema refuses it)."""
     ignore = ignore_paths(step, obj)
-    if live is None or not ignore:
-        return obj
-    body: dict[str, Any] = keep_ignored_live(obj, live, ignore)
+    body: dict[str, Any] = drop_nulls(obj if live is None or not ignore else keep_ignored_live(obj, live, ignore))
     return body
 
 
@@ -154,7 +157,7 @@ def plan_cluster(
                 )
                 held = not restore_drift and _held(step.drift.mode, applied_releases.get(key), release_hash(step.helm))
                 (plan.held if held else sp.actions).append(action)
-        for obj in desired_objects(step):
+        for obj in desired_objects(desired, step):
             k = object_key(obj)
             wanted_objects.add(k)
             current_obj = live.objects.get(k)

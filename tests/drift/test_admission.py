@@ -9,12 +9,12 @@ from blueprintd.drift.admission import (
     MODE_LABEL,
     block_labels,
     exempt_expression,
-    label_for_block,
     node_label_policy,
     object_policy,
     policies,
     policy_name,
 )
+from blueprintd.plan.planner import desired_objects
 from blueprintd.render.desired import DesiredState
 
 CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "ops"}, "data": {"a": "1"}}
@@ -37,15 +37,18 @@ def desired(modes: tuple[str, str], blueprint_mode: str = "remediate") -> Desire
     return DesiredState.model_validate(data)
 
 
-def test_label_for_block_labels_only_block_manifests_and_leaves_the_input_alone() -> None:
+def test_every_manifest_is_applied_with_the_labels_the_block_policy_selects() -> None:
+    """Whatever the mode, each applied manifest says which Blueprint owns it and its drift
+    mode: the block policy's selector matches it from the moment it exists."""
     state = desired(("block", "remediate"))
-    labelled = label_for_block(state)
-    guarded = labelled.step("guarded").manifests or []
-    free = labelled.step("free").manifests or []
+    guarded = desired_objects(state, state.step("guarded"))
+    free = desired_objects(state, state.step("free"))
     assert guarded[0]["metadata"]["labels"] == block_labels("platform")
-    assert free[0]["metadata"]["labels"] == {"x": "y"}
-    assert "labels" not in (state.step("guarded").manifests or [])[0]["metadata"]
-    assert label_for_block(labelled) == labelled  # idempotent
+    selector = object_policy("platform", ["op"])[0]["spec"]["matchConstraints"]["objectSelector"]["matchLabels"]
+    assert all(guarded[0]["metadata"]["labels"].get(k) == v for k, v in selector.items())
+    assert free[0]["metadata"]["labels"] == {"x": "y", MODE_LABEL: "remediate", BLUEPRINT_LABEL: "platform",
+                                             "blueprintd.io/managed-by": "blueprintd"}
+    assert "labels" not in (state.step("guarded").manifests or [])[0]["metadata"], "the input is left alone"
 
 
 def test_object_policy_denies_update_and_delete_of_labelled_objects_except_for_the_operator() -> None:

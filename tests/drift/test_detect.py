@@ -8,6 +8,7 @@ from typing import Any
 from blueprintd.drift.detect import (
     REDACTED,
     DriftIndex,
+    Ref,
     Target,
     check_node,
     detect,
@@ -19,6 +20,7 @@ from blueprintd.drift.detect import (
 from blueprintd.drift.report import counts, update_target
 from blueprintd.plan.inventory import object_key
 from blueprintd.plan.live import LiveState, ReleaseState
+from blueprintd.plan.planner import desired_objects
 from blueprintd.render.desired import DesiredState
 
 CM = {
@@ -108,10 +110,12 @@ def release(**kw: Any) -> ReleaseState:
     return ReleaseState(**base)
 
 
-def converged() -> LiveState:
+def converged(mode: str = "remediate") -> LiveState:
+    """The cluster as blueprintd leaves it: manifests applied with their identity labels."""
     live = LiveState()
     live.releases[("kai", "kai")] = release()
-    for obj in (CM, NETPOL, DEPLOY, SECRET):
+    state = desired(mode)
+    for obj in desired_objects(state, state.step("settings")):
         live.objects[object_key(obj)] = server_copy(obj)
     live.node_labels = {"n1": {"nvidia.com/mig.config": "all-1g.10gb", "kubernetes.io/os": "linux"}, "n2": {}}
     return live
@@ -291,7 +295,7 @@ def test_modes_and_rendered_objects_of_a_release() -> None:
     [obj] = rendered_objects(step, docs, lambda _v, _k: True)
     assert obj["metadata"]["namespace"] == "kai"
     assert obj["metadata"]["annotations"]["meta.helm.sh/release-name"] == "kai"
-    live = converged()
+    live = converged("notify")
     changed = copy.deepcopy(obj)
     changed["spec"]["template"]["spec"]["containers"][0]["image"] = "kai:hacked"
     live.objects[object_key(obj)] = changed
@@ -310,7 +314,7 @@ def test_path_tokens_resolve_keys_with_dots() -> None:
 def test_report_entries_keep_first_seen_and_resolve() -> None:
     from datetime import UTC, datetime, timedelta
 
-    live = converged()
+    live = converged("notify")
     cm = live.objects[object_key(CM)]
     assert cm is not None
     cm["data"]["mode"] = "x"
@@ -328,3 +332,31 @@ def test_report_entries_keep_first_seen_and_resolve() -> None:
     assert e.resolved_at == t0 + timedelta(seconds=9)
     c = counts(entries.values(), 0)
     assert (c.total, c.open, c.notified) == (1, 0, 1)
+
+
+def test_a_null_a_chart_renders_is_not_set_so_the_server_default_is_no_drift() -> None:
+    """The real gpu-operator chart renders ``cdi.default: null`` (the CRD defaults it to false)
+    and its NFD subchart ``revisionHistoryLimit: null`` (the server defaults it to 10)."""
+    state = desired()
+    docs = [
+        {"apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy", "metadata": {"name": "cluster-policy"},
+         "spec": {"cdi": {"enabled": True, "default": None},
+                  "devicePlugin": {"config": {"name": "ts", "default": None}}}},
+        {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "nfd-worker", "namespace": "kai"},
+         "spec": {"revisionHistoryLimit": None, "template": {"spec": {"containers": [{"name": "w", "image": "nfd"}]}}}},
+    ]
+    objs = rendered_objects(state.step("kai"), docs, lambda _v, kind: kind != "ClusterPolicy")
+    assert objs[0]["spec"] == {"cdi": {"enabled": True}, "devicePlugin": {"config": {"name": "ts"}}}
+    assert "revisionHistoryLimit" not in objs[1]["spec"]
+    live = converged()
+    cp = server_copy(objs[0])
+    cp["spec"]["cdi"]["default"] = False
+    ds = server_copy(objs[1])
+    ds["spec"]["revisionHistoryLimit"] = 10
+    live.objects[object_key(cp)] = cp
+    live.objects[object_key(ds)] = ds
+    assert detect([state], live, rendered={("kai", "kai"): objs}) == []
+    # Even a raw null reaching the comparison (not passed through rendered_objects) sets nothing.
+    index = DriftIndex.build([state])
+    index.set_rendered(release_target("kai", "kai").id, [docs[0] | {"metadata": {"name": "cluster-policy"}}])
+    assert index.check(Target("rendered", Ref.of(cp)), cp) == []

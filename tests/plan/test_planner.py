@@ -8,7 +8,7 @@ from typing import Any
 from blueprintd.plan.compare import diff_owned
 from blueprintd.plan.inventory import Inventory, inventory_of, object_key
 from blueprintd.plan.live import LiveState, ReleaseState
-from blueprintd.plan.planner import plan_cluster
+from blueprintd.plan.planner import desired_objects, plan_cluster
 from blueprintd.render.desired import DesiredState
 
 CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "ops"},
@@ -37,7 +37,7 @@ def converged_live(state: DesiredState) -> LiveState:
     live = LiveState()
     live.releases[("kai-scheduler", "kai")] = ReleaseState("kai", "kai-scheduler", "kai", "1.0.0", "deployed", 1,
                                                            {"global": {"gpuSharing": True}})
-    for obj in copy.deepcopy((CM, DEPLOY)):
+    for obj in desired_objects(state, state.step("settings")):
         server = {**obj, "metadata": {**obj["metadata"], "uid": "u", "resourceVersion": "7",
                                       "managedFields": [{"manager": "blueprintd"}]}, "status": {"ready": True}}
         live.objects[object_key(obj)] = server
@@ -135,3 +135,39 @@ def test_quantities_the_server_canonicalises_are_equal() -> None:
     assert diff_owned(desired, {"memory": "4Gi", "cpu": "500m", "gpus": "2"}) == []
     assert [d.path for d in diff_owned({"memory": "4096Mi"}, {"memory": "8Gi"})] == ["memory"]
     assert [d.path for d in diff_owned({"tag": "1k"}, {"tag": "v1000"})] == ["tag"]
+
+
+def test_a_null_in_a_manifest_is_not_set_never_compared_nor_sent() -> None:
+    """``revisionHistoryLimit: null`` in a manifest: the server stores its default (10); that
+    is no difference, and an apply never carries the null (a typed schema refuses it)."""
+    dep = copy.deepcopy(DEPLOY)
+    dep["spec"]["revisionHistoryLimit"] = None
+    dep["spec"]["template"]["spec"]["containers"][0]["args"] = None
+    state = desired(steps=[{"addon": "settings", "namespace": "ops", "manifests": [CM, dep]}])
+    live = LiveState(node_labels={})
+    [cm_apply, dep_apply] = plan_cluster(state, live, Inventory(blueprint="bp")).actions()
+    assert dep_apply.object is not None
+    assert "revisionHistoryLimit" not in dep_apply.object["spec"]
+    assert "args" not in dep_apply.object["spec"]["template"]["spec"]["containers"][0]
+    server = copy.deepcopy(dep_apply.object)
+    server["spec"]["revisionHistoryLimit"] = 10
+    live.objects[object_key(dep)] = server
+    live.objects[object_key(CM)] = cm_apply.object
+    assert plan_cluster(state, live, inventory_of(state)).empty
+    assert diff_owned({"a": None, "b": {"c": None}}, {"a": False, "b": {"c": 10}}) == []
+
+
+def test_every_applied_manifest_carries_the_identity_labels_and_a_mode_change_relabels() -> None:
+    state = desired()
+    live = converged_live(state)
+    for key in (object_key(CM), object_key(DEPLOY)):
+        labels = (live.objects[key] or {})["metadata"]["labels"]
+        assert labels["blueprintd.io/blueprint"] == "bp" and labels["blueprintd.io/drift-mode"] == "remediate"
+    # The same content under drift mode block: the labels the block policy selects must follow,
+    # although block holds back drift — a Blueprint change is applied in every mode.
+    blocked = desired()
+    blocked.step("settings").drift.mode = "block"
+    actions = plan_cluster(blocked, live, inventory_of(state)).actions()
+    assert [(a.kind, a.reason) for a in actions] == [
+        ("apply", "fields differ: metadata.labels.blueprintd.io/drift-mode")] * 2
+    assert all((a.object or {})["metadata"]["labels"]["blueprintd.io/drift-mode"] == "block" for a in actions)
