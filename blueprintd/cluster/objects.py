@@ -9,6 +9,7 @@ every kind, including CRDs an add-on installed a moment ago.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import Any
 
@@ -31,6 +32,10 @@ class ObjectClient:
         self.api_client = api_client
         self.field_manager = field_manager
         self._dyn = dynamic_client(api_client)
+        # The dynamic client's discovery cache is not thread-safe (an invalidation empties it
+        # while another thread reads it: ``KeyError: 'resources'``), and every call here runs
+        # in a worker thread, several at once when drift is restored on many objects.
+        self._discovery = threading.RLock()
         # What this client deleted or un-labelled, and when (time.monotonic()): a deletion
         # leaves no field manager behind, so drift detection asks here whether a vanished
         # object or label was the operator's own prune rather than drift.
@@ -39,18 +44,19 @@ class ObjectClient:
     def _resource(self, api_version: str, kind: str) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-        try:
-            return self._dyn.resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
-            # A CRD may have been created since discovery was cached.
-            self._dyn.resources.invalidate_cache()
+        with self._discovery:
             try:
                 return self._dyn.resources.get(api_version=api_version, kind=kind)
             except ResourceNotFoundError:
-                raise ApplyError(
-                    f"the cluster does not serve {kind} ({api_version}); is the add-on that installs its CRD "
-                    "listed in dependsOn?"
-                ) from None
+                # A CRD may have been created since discovery was cached.
+                self._dyn.resources.invalidate_cache()
+                try:
+                    return self._dyn.resources.get(api_version=api_version, kind=kind)
+                except ResourceNotFoundError:
+                    raise ApplyError(
+                        f"the cluster does not serve {kind} ({api_version}); is the add-on that installs its CRD "
+                        "listed in dependsOn?"
+                    ) from None
 
     def namespaced(self, api_version: str, kind: str) -> bool:
         return bool(self._resource(api_version, kind).namespaced)

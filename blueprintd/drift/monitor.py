@@ -40,10 +40,11 @@ from typing import Any, Literal
 from blueprintd.api.driftreport import DriftEntry
 from blueprintd.cluster.management import ManagementStore
 from blueprintd.cluster.session import MemberSession
-from blueprintd.drift import admission, helmrelease, report
+from blueprintd.drift import admission, helmrelease, report, retry
 from blueprintd.drift.detect import Drift, DriftIndex, Ref, Target, node_target, release_target, rendered_objects
 from blueprintd.drift.respond import GUARD_MANAGER, Responder
 from blueprintd.drift.watch import ApiCounter, Changed, Lost, MemberWatch, StreamSpec, Synced
+from blueprintd.errors import BlueprintdError
 from blueprintd.plan.planner import apply_body
 from blueprintd.render.desired import DesiredState
 
@@ -107,6 +108,14 @@ class _Done:
     started: datetime
     paths: tuple[str, ...] = ()
     manager: str = ""
+    signature: retry.Signature = ()
+
+
+@dataclass(frozen=True)
+class _Reprotect:
+    """Label a release's storage Secret for block mode again (a previous try failed)."""
+
+    release: str
 
 
 def secret_stream(namespace: str) -> StreamSpec:
@@ -263,6 +272,9 @@ class ClusterMonitor:
         self.held: set[Target] = set()  # checks deferred while the reconcile works on them
         self.scopes: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> namespaced | cluster
         self.deferred: dict[str, float] = {}  # rendered objects seen deleted, and since when
+        self.backoff = retry.RestoreBackoff()  # restores that failed or did not take effect
+        self.guard_backoff = retry.RestoreBackoff()  # block labels that could not be set
+        self.later: dict[str, asyncio.TimerHandle] = {}  # one pending recheck per target
         self.side_tasks: set[asyncio.Task[None]] = set()
         self.written: dict[str, Any] | None = None
         self.dirty = True  # the first flush creates the report
@@ -381,6 +393,8 @@ class ClusterMonitor:
                 self._check(t)
         elif isinstance(msg, _Done):
             self._done(msg)
+        elif isinstance(msg, _Reprotect):
+            self._protect_release(msg.release)
         elif isinstance(msg, _Resync):
             report.touch(self.entries, utcnow())
             self.dirty = True
@@ -474,7 +488,7 @@ class ClusterMonitor:
         if all(labels.get(k) == v for k, v in want.items()) or key in self.busy:
             return
         obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret["metadata"]["name"], "namespace": ns}}
-        self.busy[key] = asyncio.create_task(self._guard(key, obj, want))
+        self._guard_later(key, obj, want, _Reprotect(rid))
 
     def _scope(self, api_version: str, kind: str) -> str:
         """"namespaced", "cluster", or "" when the member does not serve the kind.
@@ -590,6 +604,10 @@ class ClusterMonitor:
             self.parent._signal(DriftSignal(self.name, target.id, "resolved", time.monotonic()))
         self._protect(target, live)
         if not drifts:
+            tries = self.backoff.failures(target.id)
+            if tries:  # restored by a retry: the report says so once, now that it holds
+                report.mark(self.entries, target.ref, "remediated", f"restored after {tries + 1} attempts", now)
+            self.backoff.resolved(target.id)
             return
         mode = drifts[0].mode
         paths = tuple(d.path for d in drifts)
@@ -597,9 +615,7 @@ class ClusterMonitor:
         by = f" by {manager}" if manager else ""
         if mode == "remediate" and not self.paused:
             if target.id not in self.busy:
-                report.mark(self.entries, target.ref, "remediated", "restoring", now)
-                task = asyncio.create_task(self._remediate(target, drifts, now, paths, manager))
-                self.busy[target.id] = task
+                self._restore(target, drifts, now, paths, manager)
             return
         if not new:
             return
@@ -613,8 +629,44 @@ class ClusterMonitor:
             report.mark(self.entries, target.ref, "open", msg, now)
             self._event("DriftBypassedBlock", f"{text}: {_paths(paths)} {msg}")
 
+    def _restore(
+        self, target: Target, drifts: list[Drift], now: datetime, paths: tuple[str, ...], manager: str
+    ) -> None:
+        """Restore now, or once the backoff of a failed restore of the same drift elapsed
+        (``retry.RestoreBackoff``: a failure is reported once, not on every retry)."""
+        sig = retry.signature(drifts)
+        wait, failure = self.backoff.decide(target.id, sig, time.monotonic())
+        if failure:
+            self._failed(target, failure, now, manager)
+        if wait > 0:
+            self._recheck_later(target, wait)
+            return
+        if self.backoff.first_attempt(target.id):
+            report.mark(self.entries, target.ref, "remediated", "restoring", now)
+        self.busy[target.id] = asyncio.create_task(self._remediate(target, drifts, now, paths, manager, sig))
+
+    def _recheck_later(self, target: Target, delay: float) -> None:
+        """Check ``target`` again after ``delay`` seconds (one pending recheck per target)."""
+        old = self.later.pop(target.id, None)
+        if old is not None:
+            old.cancel()
+        self.later[target.id] = self.loop.call_later(delay + 0.01, self._deliver, _Recheck(target))
+
+    def _failed(self, target: Target, message: str, since: datetime, manager: str = "") -> None:
+        by = f" (changed by {manager})" if manager else ""
+        report.mark(self.entries, target.ref, "open", message, since)
+        self.dirty = True
+        self.parent._signal(DriftSignal(self.name, target.id, "failed", time.monotonic(), (), message))
+        self._event("DriftRemediationFailed", f"{target.ref}: {message}{by}")
+
     async def _remediate(
-        self, target: Target, drifts: list[Drift], started: datetime, paths: tuple[str, ...], manager: str
+        self,
+        target: Target,
+        drifts: list[Drift],
+        started: datetime,
+        paths: tuple[str, ...],
+        manager: str,
+        sig: retry.Signature = (),
     ) -> None:
         try:
             if target.kind in ("object", "rendered"):
@@ -628,30 +680,33 @@ class ClusterMonitor:
                 msg = await self.responder.restore_labels(
                     target.ref.name, {k: wanted[k].value for k in keys if k in wanted}
                 )
-            done = _Done(target, True, msg, started, paths, manager)
+            done = _Done(target, True, msg, started, paths, manager, sig)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            done = _Done(target, False, f"restore failed: {exc}"[:2000], started, paths, manager)
+            if not isinstance(exc, BlueprintdError):
+                log.exception("drift %s: restoring %s", self.name, target.ref)
+            done = _Done(target, False, restore_failure(target, exc)[:2000], started, paths, manager, sig)
         self.queue.put_nowait(done)
 
     def _done(self, msg: _Done) -> None:
         self.busy.pop(msg.target.id, None)
         text = str(msg.target.ref)
         by = f" (changed by {msg.manager})" if msg.manager else ""
+        now = time.monotonic()
         if msg.ok:
-            report.mark(self.entries, msg.target.ref, "remediated", msg.message, msg.started)
-            self.parent._signal(DriftSignal(self.name, msg.target.id, "remediated", time.monotonic(), (), msg.message))
-            self._event("DriftRemediated", f"{text}: {_paths(msg.paths)} {msg.message}{by}", "Normal")
-            delay = 1.0
+            self.parent._signal(DriftSignal(self.name, msg.target.id, "remediated", now, (), msg.message))
+            if not self.backoff.failures(msg.target.id):  # a retry is reported when it holds
+                report.mark(self.entries, msg.target.ref, "remediated", msg.message, msg.started)
+                self._event("DriftRemediated", f"{text}: {_paths(msg.paths)} {msg.message}{by}", "Normal")
+                self.dirty = True
+            # Confirm from the cache once the restore's own events had time to arrive.
+            delay = self.backoff.succeeded(msg.target.id, msg.signature, now)
         else:
-            report.mark(self.entries, msg.target.ref, "open", msg.message, msg.started)
-            self.parent._signal(DriftSignal(self.name, msg.target.id, "failed", time.monotonic(), (), msg.message))
-            self._event("DriftRemediationFailed", f"{text}: {msg.message}")
-            delay = 5.0 * random.uniform(0.8, 1.2)
-        self.dirty = True
-        # Confirm (or retry) from the cache once the restore's own events had time to arrive.
-        self.loop.call_later(delay, self._deliver, _Recheck(msg.target))
+            delay, failure = self.backoff.failed(msg.target.id, msg.signature, msg.message, now)
+            if failure:  # reported once per drift; the same failure again is only retried
+                self._failed(msg.target, failure, msg.started, msg.manager)
+        self._recheck_later(msg.target, delay)
 
     # --- block mode -------------------------------------------------------------------------
 
@@ -672,7 +727,7 @@ class ClusterMonitor:
                     self.protected.add(target.ref)
                     self.dirty = True
             elif key not in self.busy:
-                self.busy[key] = asyncio.create_task(self._guard(key, tracked.obj, want))
+                self._guard_later(key, tracked.obj, want, _Recheck(target))
             return
         if target.ref in self.protected:
             self.protected.discard(target.ref)
@@ -681,16 +736,33 @@ class ClusterMonitor:
             e.get("manager") == GUARD_MANAGER for e in (live.get("metadata") or {}).get("managedFields") or []
         )
         if guarded and admission.MODE_LABEL in labels and key not in self.busy:
-            self.busy[key] = asyncio.create_task(self._guard(key, tracked.obj, {}))
+            self._guard_later(key, tracked.obj, {}, _Recheck(target))
 
-    async def _guard(self, key: str, obj: dict[str, Any], labels: dict[str, str]) -> None:
+    def _guard_later(self, key: str, obj: dict[str, Any], labels: dict[str, str], again: Any) -> None:
+        """Set (or remove) the block labels of one object, unless a failed try of the same
+        still waits out its backoff; ``again`` is the message that re-runs the check."""
+        sig: retry.Signature = tuple((k, v, "") for k, v in sorted(labels.items()))
+        wait, _ = self.guard_backoff.decide(key, sig, time.monotonic())
+        if wait > 0:
+            self.loop.call_later(wait + 0.01, self._deliver, again)
+            return
+        self.busy[key] = asyncio.create_task(self._guard(key, obj, labels, sig, again))
+
+    async def _guard(
+        self, key: str, obj: dict[str, Any], labels: dict[str, str], sig: retry.Signature, again: Any
+    ) -> None:
+        """An object of a ``block`` add-on without its labels is not protected: a failure is
+        retried with backoff (not left for the next full resync) and logged once."""
         try:
             await self.responder.guard_labels(obj, labels)
+            self.guard_backoff.resolved(key)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("drift %s: labelling %s for block mode: %s", self.name, key, exc)
-            await asyncio.sleep(5.0)
+            delay, first = self.guard_backoff.failed(key, sig, restore_failure(None, exc), time.monotonic())
+            if first:
+                log.warning("drift %s: labelling %s for block mode (retrying): %s", self.name, key, first)
+            self.loop.call_later(delay + 0.01, self._deliver, again)
         finally:
             self.busy.pop(key, None)
 
@@ -804,6 +876,26 @@ class ClusterMonitor:
             return
         log.info("drift %s: %s: %s", self.name, reason, message)
         self._spawn(store.event(self.mc, reason, message, type_))
+
+
+def restore_failure(target: Target | None, exc: BaseException) -> str:
+    """What failed and why, for a report entry or an Event: blueprintd's own errors carry a
+    message written for people; anything else is named with its type (never a bare
+    ``'resources'``) and logged with its traceback."""
+    if target is None:
+        what = "the write"
+    elif target.kind == "node":
+        what = f"restoring the labels of node {target.ref.name}"
+    elif target.kind == "release":
+        what = f"restoring Helm release {target.ref.namespace}/{target.ref.name}"
+    else:
+        what = f"restoring {target.ref}"
+    if isinstance(exc, BlueprintdError):
+        return f"{what} failed: {exc}"
+    detail = str(exc)
+    return f"{what} failed: unexpected {type(exc).__name__}" + (f" ({detail})" if detail else "") + (
+        " in blueprintd; the operator log has the traceback"
+    )
 
 
 def _nsname(obj: dict[str, Any]) -> tuple[str, str]:
