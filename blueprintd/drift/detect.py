@@ -33,7 +33,13 @@ from blueprintd.plan.planner import desired_objects, extra_values, node_label_mo
 from blueprintd.plan.ref import ObjectRef
 from blueprintd.render.desired import DesiredState, Step
 
-TargetKind = Literal["object", "rendered", "release", "node"]
+# "guarded": an object blueprintd creates but whose content is not compared — a namespace it
+# installs an add-on into, a Secret a chart renders (charts fill them with generated values),
+# a CRD from a chart's crds/ directory (helm never upgrades those) — kept only so block mode
+# can put its labels on it.
+TargetKind = Literal["object", "rendered", "guarded", "release", "node"]
+# Namespaces blueprintd never puts under block mode: the cluster's own.
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 Reason = DriftReason
 
 # Field managers that are blueprintd itself: a field they own is the operator's own value.
@@ -246,12 +252,14 @@ def _detail(expected: Any, actual: Any, secret: bool) -> str:
 
 @dataclass(eq=False)
 class TrackedObject:
-    """A manifest object, or an object a Helm release rendered, that a Blueprint owns."""
+    """A manifest object, or an object a Helm release rendered, that a Blueprint owns
+    (``compare`` False: a guarded target, see ``TargetKind``)."""
 
     desired: DesiredState
     step: Step
     obj: dict[str, Any]
     target: Target
+    compare: bool = True
 
 
 @dataclass(eq=False)
@@ -270,6 +278,8 @@ class LabelWant:
 
 def check_object(t: TrackedObject, live: dict[str, Any] | None) -> list[Drift]:
     """Owned-field differences of one object, attributed to the manager that made them."""
+    if not t.compare:
+        return []
     diffs = object_diffs(t.step, t.obj, live)
     bp, addon, mode = t.desired.blueprint, t.step.addon, t.step.drift.mode
     if not diffs:
@@ -485,22 +495,41 @@ class DriftIndex:
             for node, labels in wanted_node_labels(state).items():
                 for key, value in labels.items():
                     index.nodes.setdefault(node, {})[key] = LabelWant(value, state.blueprint, mode)
+        for state in desired:  # after every manifest: a Namespace a manifest declares is that object
+            index._guard_namespaces(state)
         return index
 
-    def set_rendered(self, release_id: str, objs: list[dict[str, Any]]) -> list[str]:
-        """Replace the objects a release rendered; returns the target ids of the new set.
-        A manifest object with the same identity stays the manifest's."""
+    def _guard_namespaces(self, state: DesiredState) -> None:
+        """The namespaces ``state``'s add-ons are installed into, as guarded targets: deleting
+        one deletes everything in it (by the exempt namespace controller). A namespace several
+        add-ons share follows the first ``block`` one; one a manifest declares is that object."""
+        for step in sorted(state.steps, key=lambda s: s.drift.mode != "block"):
+            ns = step.helm.namespace if step.helm is not None else step.namespace
+            if not ns or ns in SYSTEM_NAMESPACES:
+                continue
+            t = Target("guarded", Ref("v1", "Namespace", "", ns))
+            if t.id in self.objects or Target("object", t.ref).id in self.objects:
+                continue
+            obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+            self.objects[t.id] = TrackedObject(state, step, obj, t, compare=False)
+
+    def set_rendered(
+        self, release_id: str, objs: list[dict[str, Any]], guarded: Iterable[dict[str, Any]] = ()
+    ) -> list[str]:
+        """Replace the objects a release rendered (``guarded``: those only protected, never
+        compared); returns the target ids of the new set. A manifest object with the same
+        identity stays the manifest's."""
         for old in self.rendered.pop(release_id, []):
             self.objects.pop(old, None)
         rel = self.releases.get(release_id)
         if rel is None:
             return []
         ids = []
-        for obj in objs:
-            t = Target("rendered", Ref.of(obj))
-            if Target("object", t.ref).id in self.objects:
+        for obj, compare in [*((o, True) for o in objs), *((o, False) for o in guarded)]:
+            t = Target("rendered" if compare else "guarded", Ref.of(obj))
+            if any(Target(k, t.ref).id in self.objects for k in ("object", "rendered", "guarded")):
                 continue
-            self.objects[t.id] = TrackedObject(rel.desired, rel.step, obj, t)
+            self.objects[t.id] = TrackedObject(rel.desired, rel.step, obj, t, compare=compare)
             ids.append(t.id)
         self.rendered[release_id] = ids
         return ids
@@ -519,7 +548,7 @@ class DriftIndex:
 
     def check(self, target: Target, live: Any) -> list[Drift]:
         """Drift of one target; ``live`` is the object dict, the ``ReleaseState`` or the Node (None: absent)."""
-        if target.kind in ("object", "rendered"):
+        if target.kind in ("object", "rendered", "guarded"):
             t = self.objects.get(target.id)
             return check_object(t, live) if t is not None else []
         if target.kind == "release":

@@ -40,6 +40,7 @@ class ReleaseRecord:
     values: dict[str, Any]
     description: str = ""
     manifest: str = field(default="", repr=False)
+    crds: str = field(default="", repr=False)  # the chart's crds/ files, which helm applies apart
 
     def state(self) -> ReleaseState:
         return ReleaseState(
@@ -90,7 +91,24 @@ def decode(obj: dict[str, Any]) -> ReleaseRecord | None:
         values=dict(rel.get("config") or {}),
         description=str(info.get("description") or ""),
         manifest=str(rel.get("manifest") or ""),
+        crds=chart_crds(rel.get("chart") or {}),
     )
+
+
+def chart_crds(chart: dict[str, Any]) -> str:
+    """The documents of the chart's ``crds/`` directory, which helm installs before the
+    templates and keeps out of the release manifest (never upgraded, never deleted). The
+    release record stores the chart's files, base64-encoded; subcharts' are not stored."""
+    docs = []
+    for f in chart.get("files") or []:
+        name = str((f or {}).get("name") or "")
+        if not name.startswith("crds/") or not name.endswith((".yaml", ".yml", ".json")):
+            continue
+        try:
+            docs.append(base64.b64decode(str(f.get("data") or "")).decode())
+        except (ValueError, UnicodeDecodeError):
+            continue
+    return "\n---\n".join(docs)
 
 
 def secret_name(release: str, revision: int) -> str:

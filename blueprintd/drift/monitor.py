@@ -51,11 +51,10 @@ from blueprintd.render.desired import DesiredState
 log = logging.getLogger("blueprintd.drift")
 
 DEFAULT_RESYNC_SECONDS = 300.0
-# Objects a Helm release renders that are watched for drift: the workloads and their config.
-# Everything else a chart renders is covered by release-level drift (chart, values, status).
-# Kinds of a release's rendered objects that are not watched: their content is generated
-# (Secrets a chart fills with random values) or they churn by design. Everything else a
-# release renders, namespaced or cluster-scoped (ClusterRoles, CRDs, custom resources), is.
+# Kinds of a release's rendered objects whose content is not compared: it is generated
+# (Secrets a chart fills with random values) or churns by design. Everything else a release
+# renders, namespaced or cluster-scoped (ClusterRoles, CRDs, custom resources), is. Secrets
+# are still guarded: in block mode they carry the labels the admission policy selects.
 UNWATCHED_KINDS = frozenset({"Secret", "Pod", "Event", "Lease", "Endpoints", "EndpointSlice"})
 NODE_STREAM = StreamSpec("v1", "Node")
 RENDERED_GRACE = 0.5  # seconds a deleted rendered object waits for its release's record to change
@@ -455,7 +454,7 @@ class ClusterMonitor:
                 self._check(t)
             return
         ref = Ref.of(obj)
-        for kind in ("object", "rendered"):
+        for kind in ("object", "rendered", "guarded"):
             t = Target(kind, ref)
             if t.id in self.index.objects:
                 self._check(t)
@@ -512,14 +511,21 @@ class ClusterMonitor:
         cur = helmrelease.current(rel.records.values())
         if cur is None or cur.revision == rel.rendered_revision or not cur.manifest or cur.status != "deployed":
             return False
-        docs = [
+        served = [
             d
             for d in helmrelease.manifest_objects(cur.manifest)
-            if d.get("kind") not in UNWATCHED_KINDS and self._scope(str(d.get("apiVersion", "")), str(d["kind"]))
+            if self._scope(str(d.get("apiVersion", "")), str(d.get("kind", "")))
         ]
-        objs = rendered_objects(tracked.step, docs, lambda v, k: self._scope(v, k) == "namespaced")
+        docs = [d for d in served if d.get("kind") not in UNWATCHED_KINDS]
+        # Only protected (block mode), never compared: Secrets a chart fills with generated
+        # values, and the CRDs of its crds/ directory.
+        guarded = [d for d in served if d.get("kind") == "Secret"] + [
+            d for d in helmrelease.manifest_objects(cur.crds) if d.get("kind") == "CustomResourceDefinition"
+        ]
+        namespaced = lambda v, k: self._scope(v, k) == "namespaced"  # noqa: E731
+        objs = rendered_objects(tracked.step, docs, namespaced)
         before = set(self.index.rendered.get(rid, []))
-        after = set(self.index.set_rendered(rid, objs))
+        after = set(self.index.set_rendered(rid, objs, rendered_objects(tracked.step, guarded, namespaced)))
         rel.rendered_revision = cur.revision
         return before != after
 
@@ -712,7 +718,7 @@ class ClusterMonitor:
 
     def _protect(self, target: Target, live: Any) -> None:
         """Keep the block labels on protected objects (and off objects that left block mode)."""
-        if target.kind not in ("object", "rendered") or not isinstance(live, dict):
+        if target.kind not in ("object", "rendered", "guarded") or not isinstance(live, dict):
             return
         tracked = self.index.objects.get(target.id)
         if tracked is None:

@@ -360,3 +360,55 @@ def test_a_null_a_chart_renders_is_not_set_so_the_server_default_is_no_drift() -
     index = DriftIndex.build([state])
     index.set_rendered(release_target("kai", "kai").id, [docs[0] | {"metadata": {"name": "cluster-policy"}}])
     assert index.check(Target("rendered", Ref.of(cp)), cp) == []
+
+
+def test_namespaces_chart_secrets_and_chart_crds_are_guarded_but_never_compared() -> None:
+    """Block mode must cover everything blueprintd creates: the namespaces it installs add-ons
+    into (deleting one deletes all in it), a chart's Secrets and its crds/ CRDs. Their content
+    is not blueprintd's to compare (generated values; CRDs helm never upgrades)."""
+    state = desired("block")
+    index = DriftIndex.build([state])
+    guarded = {t.ref.name for t in index.targets() if t.kind == "guarded"}
+    assert guarded == {"kai", "ops"}, "release and add-on namespaces; never kube-system or default"
+    ns = index.objects["guarded:Namespace kai"]
+    assert (ns.step.drift.mode, ns.compare) == ("block", False)
+    assert index.check(ns.target, {"metadata": {"name": "kai", "labels": {"x": "y"}}}) == []
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "webhook-cert", "namespace": "kai"},
+              "data": {"tls.key": "Z2VuZXJhdGVk"}}
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "queues.scheduling.run.ai"}, "spec": {"group": "scheduling.run.ai"}}
+    rid = release_target("kai", "kai").id
+    ids = index.set_rendered(rid, [], [secret, crd])
+    assert sorted(ids) == ["guarded:CustomResourceDefinition queues.scheduling.run.ai",
+                           "guarded:Secret kai/webhook-cert"]
+    live = server_copy(secret)
+    live["data"] = {"tls.key": "b3RoZXI="}
+    assert index.check(index.objects["guarded:Secret kai/webhook-cert"].target, live) == []
+    assert index.check(index.objects[ids[0]].target, None) == []
+    # A kube-system add-on leaves kube-system alone; a Namespace a manifest declares is that object.
+    other = desired("block", steps=[{"addon": "sys", "namespace": "kube-system", "manifests": [CM]},
+                                    {"addon": "ns", "manifests": [{"apiVersion": "v1", "kind": "Namespace",
+                                                                    "metadata": {"name": "ops"}}]},
+                                    {"addon": "cfg", "namespace": "ops", "manifests": [NETPOL]}])
+    assert not [t for t in DriftIndex.build([other]).targets() if t.kind == "guarded"]
+
+
+def test_a_release_record_names_the_crds_of_its_chart() -> None:
+    import base64
+    import gzip
+    import json
+
+    from blueprintd.drift import helmrelease
+
+    crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: a.b.c\n"
+    rel = {"name": "kai", "namespace": "kai", "version": 1, "info": {"status": "deployed"},
+           "chart": {"metadata": {"name": "kai-scheduler", "version": "v0.10.2"},
+                     "files": [{"name": "crds/a.yaml", "data": base64.b64encode(crd.encode()).decode()},
+                               {"name": "README.md", "data": base64.b64encode(b"# hi").decode()}]},
+           "manifest": ""}
+    payload = base64.b64encode(base64.b64encode(gzip.compress(json.dumps(rel).encode()))).decode()
+    secret = {"type": helmrelease.SECRET_TYPE, "data": {"release": payload},
+              "metadata": {"namespace": "kai", "labels": {"owner": "helm", "name": "kai"}}}
+    record = helmrelease.decode(secret)
+    assert record is not None
+    assert [d["metadata"]["name"] for d in helmrelease.manifest_objects(record.crds)] == ["a.b.c"]
