@@ -74,6 +74,7 @@ metadata:
     app: {{ .name }}
     app.kubernetes.io/component: {{ .deploy }}
 spec:
+  revisionHistoryLimit: {{ $ctx.Values.daemonsets.revisionHistoryLimit }}
   selector:
     matchLabels:
       app: {{ .name }}
