@@ -55,6 +55,7 @@ from blueprintd.devfleet.fleet import Fleet
 from blueprintd.devfleet.nodes import uniform_fleet
 from blueprintd.devfleet.testing import running_fleet
 from blueprintd.drift.monitor import DriftMonitor, DriftSignal
+from blueprintd.plan.planner import desired_objects
 from blueprintd.render.desired import DesiredState
 
 NS = "bench-drift"
@@ -388,7 +389,8 @@ def run() -> list[dict[str, Any]]:
             cfg = parse_kubeconfig(fleet.mint_kubeconfig(m.name, OPERATOR, ["system:masters"]).read_text())
             objects = ObjectClient(api_client(cfg))
             objects.ensure_namespace(NS)
-            for obj in _objects():
+            state = _desired(m.name)
+            for obj in desired_objects(state, state.steps[0]):  # as the operator applies them: labelled
                 objects.apply(obj)
             objects.api_client.close()
         rows = _watch_phase(fleet, bins, work, changes, steady)
