@@ -156,6 +156,12 @@ def test_block_mode_refuses_changes_to_every_object_the_blueprint_applies(platfo
              what=f"every object to carry the block labels: {_unlabelled(admin, objects)}")
 
     alice = DynamicClient(config.new_client_from_config(config_file=str(env.alice)))
+    # The API server loads a new admission policy asynchronously: wait until it answers.
+    netpol = alice.resources.get(api_version="networking.k8s.io/v1", kind="NetworkPolicy")
+    wait_for(lambda: _refused(lambda: netpol.patch(name="default-deny-ingress", namespace="gpu-workloads",
+                                                   body={"metadata": {"annotations": {TOUCHED: "probe"}}},
+                                                   content_type="application/merge-patch+json", dry_run="All")),
+             timeout=60, interval=0.5, what="the block policy to be in force")
     allowed: list[str] = []
     for api_version, kind, ns, name in objects:
         res = alice.resources.get(api_version=api_version, kind=kind)
@@ -237,6 +243,14 @@ def _every_object(env: Platform, status: dict[str, Any]) -> list[tuple[str, str,
             if addon.get("namespace"):
                 out.add(("v1", "Namespace", "", addon["namespace"]))
     return sorted(out)
+
+
+def _refused(call: Any) -> bool:
+    try:
+        call()
+    except client.ApiException as exc:
+        return exc.status == 403 and "drift mode block" in str(exc.body)
+    return False
 
 
 def _unlabelled(admin: DynamicClient, objects: list[tuple[str, str, str, str]]) -> list[str]:
