@@ -90,11 +90,13 @@ def object_policy(blueprint: str, operator_users: Iterable[str]) -> list[dict[st
 
     ``resources: ["*"]`` leaves subresources out, so controllers keep writing ``status`` and
     ``scale`` of a protected workload; the object selector matches the old object on DELETE
-    and either version on UPDATE, so removing the labels is refused as well."""
+    and either version on UPDATE, so removing the labels is refused as well. A cluster-scoped
+    request has no ``namespace`` at all: the message asks ``has()`` first, or it would not
+    evaluate and the person would read only "failed expression: false"."""
     name = policy_name(blueprint)
     message = (
         f"'blueprintd: ' + request.kind.kind + ' ' + "
-        f"(request.namespace != '' ? request.namespace + '/' : '') + request.name + "
+        f"(has(request.namespace) && request.namespace != '' ? request.namespace + '/' : '') + request.name + "
         f"' is managed by Blueprint ' + {_cel(blueprint)} + ' with drift mode block: change the Blueprint, "
         f"not the cluster (' + request.userInfo.username + ' may not ' + request.operation + ' it)'"
     )

@@ -91,3 +91,20 @@ def test_policies_per_blueprint_follow_the_modes() -> None:
     assert len(policies([desired(("block", "block"), "block")], ["op"])["platform"]) == 4
     assert len(policies([desired(("remediate", "remediate"), "block")], ["op"])["platform"]) == 2
     assert policies([desired(("notify", "remediate"))], ["op"]) == {"platform": []}
+
+
+def test_the_refusal_message_evaluates_for_cluster_scoped_objects_too() -> None:
+    """A cluster-scoped request carries no ``namespace``: the message must not read it blindly,
+    or the API server answers only "failed expression: false" (a DeviceClass, a CRD, a Queue)."""
+    import celpy
+
+    [policy, _] = object_policy("gpu-platform", ["op"])
+    env = celpy.Environment()
+    program = env.program(env.compile(policy["spec"]["validations"][0]["messageExpression"]))
+    base = {"kind": {"kind": "DeviceClass"}, "name": "time-sliced.gpu.nvidia.com", "operation": "DELETE",
+            "userInfo": {"username": "alice"}}
+    cluster = str(program.evaluate({"request": celpy.json_to_cel(base)}))
+    assert cluster == ("blueprintd: DeviceClass time-sliced.gpu.nvidia.com is managed by Blueprint gpu-platform with "
+                       "drift mode block: change the Blueprint, not the cluster (alice may not DELETE it)")
+    namespaced = str(program.evaluate({"request": celpy.json_to_cel({**base, "namespace": "gpu-workloads"})}))
+    assert "DeviceClass gpu-workloads/time-sliced.gpu.nvidia.com is managed" in namespaced

@@ -177,7 +177,7 @@ def test_block_mode_refuses_changes_to_every_object_the_blueprint_applies(platfo
             except client.ApiException as exc:
                 if exc.status == 403 and "drift mode block" in str(exc.body):
                     continue
-                allowed.append(f"{verb} {what}: HTTP {exc.status} {str(exc.body)[:200]}")
+                allowed.append(f"{verb} {what}: HTTP {exc.status} {str(exc.body)[:700]}")
                 continue
             allowed.append(f"{verb} {what} was allowed")
     assert not allowed, f"{len(allowed)} of {2 * len(objects)} changes got through:\n" + "\n".join(allowed)
@@ -225,15 +225,15 @@ def _every_object(env: Platform, status: dict[str, Any]) -> list[tuple[str, str,
         name, ns = rel["name"], rel["namespace"]
         out.add(("v1", "Namespace", "", ns))
         helm = [str(env.bins.helm), "--kubeconfig", str(env.member.kubeconfig), "-n", ns]
-        info = json.loads(run([*helm, "status", name, "-o", "json"]).stdout)
-        out.add(("v1", "Secret", ns, f"sh.helm.release.v1.{name}.v{info['version']}"))
+        info = json.loads(run([*helm, "get", "metadata", name, "-o", "json"]).stdout)
+        out.add(("v1", "Secret", ns, f"sh.helm.release.v1.{name}.v{info['revision']}"))
         for doc in yaml.safe_load_all(run([*helm, "get", "manifest", name]).stdout):
             if not isinstance(doc, dict) or not doc.get("kind"):
                 continue
             namespaced = admin.resources.get(api_version=doc["apiVersion"], kind=doc["kind"]).namespaced
             out.add((doc["apiVersion"], doc["kind"], (doc["metadata"].get("namespace") or ns) if namespaced else "",
                      doc["metadata"]["name"]))
-        chart_dir = charts[info["chart"]["metadata"]["name"]]
+        chart_dir = charts[info["chart"]]
         for crd_file in sorted((chart_dir / "crds").glob("*.y*ml")):
             for doc in yaml.safe_load_all(crd_file.read_text()):
                 if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
