@@ -340,6 +340,8 @@ class ClusterMonitor:
         if still != self.protected:
             self.protected = still
             self.dirty = True
+        for rid in self.index.releases:  # their records, when still in block mode
+            self._protect_release(rid)
         self.queue.put_nowait(_RecheckAll())
         self._spawn(self._ensure_policies())
 
@@ -484,7 +486,16 @@ class ClusterMonitor:
         want = admission.block_labels(tracked.desired.blueprint)
         labels = (secret.get("metadata") or {}).get("labels") or {}
         key = f"guard:Secret {ns}/{secret['metadata']['name']}"
-        if all(labels.get(k) == v for k, v in want.items()) or key in self.busy:
+        ref = Ref("v1", "Secret", ns, secret["metadata"]["name"])
+        if all(labels.get(k) == v for k, v in want.items()):
+            # Listed as protected: this revision's record, not the ones it superseded.
+            prefix = helmrelease.secret_name(cur.name, 0)[:-1]
+            old = {r for r in self.protected if r.kind == "Secret" and r.namespace == ns and r.name.startswith(prefix)}
+            if old != {ref}:
+                self.protected = (self.protected - old) | {ref}
+                self.dirty = True
+            return
+        if key in self.busy:
             return
         obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret["metadata"]["name"], "namespace": ns}}
         self._guard_later(key, obj, want, _Reprotect(rid))
