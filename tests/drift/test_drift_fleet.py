@@ -145,8 +145,9 @@ def env(
 
         try:
             wait_for(ready, timeout=120, interval=0.5, what="the blueprint to be applied")
-            # The monitor took over: report created, the block add-on's object protected.
-            wait_for(lambda: ((report(e) or {}).get("status") or {}).get("summary", {}).get("protected") == 1,
+            # The monitor took over: report created, the block add-on's object and the namespace
+            # it lives in (deleting that would delete the object) protected.
+            wait_for(lambda: ((report(e) or {}).get("status") or {}).get("summary", {}).get("protected") == 2,
                      timeout=30, interval=0.2, what="the DriftReport with the protected object")
         except AssertionError:
             raise AssertionError(f"{mc_status(e)}\n--- operator log ---\n{e.operator.tail()}") from None
@@ -165,7 +166,7 @@ def test_clean_install_has_no_drift_after_a_full_resync(env: Env) -> None:
     mgmt_mark = env.fleet.management.audit.mark()
     time.sleep(RESYNC * 1.1 + 1.5)  # at least one full resync of every stream
     assert entries(env) == []
-    assert mc_status(env)["drift"] == {"open": 0, "remediated": 0, "notified": 0, "blocked": 0, "protected": 1}
+    assert mc_status(env)["drift"] == {"open": 0, "remediated": 0, "notified": 0, "blocked": 0, "protected": 2}
     # Watching costs no writes: neither the member nor the report is written while nothing changes.
     assert env.member.audit.writes(mark, user=OPERATOR_USER) == []
     report_writes = [w for w in env.fleet.management.audit.writes(mgmt_mark) if w.resource == "driftreports"]
