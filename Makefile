@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## virtualenv with the project and its test/dev tools
 
-binaries: install  ## find or build kube-apiserver, etcd and helm (pinned; built once from the Go proxy)
+binaries: install  ## find or build kube-apiserver, controller-manager, scheduler, etcd, helm, kwok (pinned; built once from the Go proxy)
 	$(PY) -m blueprintd.devfleet.binaries
 
 lint: install

@@ -1,7 +1,8 @@
 """``blueprintd dev``: start, inspect and stop the embedded local fleet.
 
-The local fleet is real ``kube-apiserver`` + ``etcd`` processes (no kubelets), one management
-cluster and N member clusters with simulated GPU nodes. It is what the demo, the tests and the
+The local fleet is real ``kube-apiserver`` + ``etcd`` processes, one management cluster and N
+member clusters with simulated GPU nodes; a ``full`` member (the default) also runs
+kube-controller-manager, kube-scheduler and kwok playing its kubelets. It is what the demo, the tests and the
 benchmarks run on, and a safe place to try a Blueprint before it meets real clusters.
 """
 
@@ -20,7 +21,7 @@ from blueprintd.cli.main import app
 from blueprintd.devfleet import binaries
 from blueprintd.devfleet.fleet import Fleet
 from blueprintd.devfleet.nodes import PROFILES, load_fleet_file, uniform_fleet
-from blueprintd.errors import BlueprintdError
+from blueprintd.errors import BlueprintdError, DevFleetError
 
 dev_app = typer.Typer(
     help=(
@@ -75,6 +76,14 @@ def up(
     charts: Annotated[
         bool, typer.Option("--charts/--no-charts", help="Also serve the stand-in Helm charts on 127.0.0.1.")
     ] = True,
+    control_plane: Annotated[
+        str | None,
+        typer.Option(
+            "--control-plane",
+            help="Members' control plane: full (API server + controller-manager + scheduler + kwok "
+            "kubelets; the default) or api-only (API server alone). Overrides controlPlane in --fleet.",
+        ),
+    ] = None,
     extra_args: Annotated[list[str] | None, typer.Argument(hidden=True)] = None,
 ) -> None:
     """Start etcd, the management API server and N member API servers; write kubeconfigs to DIR."""
@@ -83,9 +92,14 @@ def up(
         fleet_spec = (
             load_fleet_file(fleet_file) if fleet_file else uniform_fleet(members, profiles, nodes_per_profile)
         )
+        if control_plane is not None:
+            if control_plane not in ("full", "api-only"):
+                raise DevFleetError(f"--control-plane: {control_plane!r} is not one of: full, api-only")
+            for m in fleet_spec.members:
+                m.control_plane = "full" if control_plane == "full" else "api-only"
         bins = binaries.ensure(progress=lambda m: err.print(m, highlight=False))
         fleet = Fleet.up(directory, fleet_spec, bins, progress=lambda m: err.print(m, highlight=False))
-        fleet.start_helper("workload-simulator", "blueprintd.devfleet.workloads", str(fleet.directory))
+        fleet.start_helper("standins", "blueprintd.devfleet.standins", str(fleet.directory))
         if charts:
             from blueprintd.devfleet.chartserve import start_detached_chart_repo
 
@@ -123,7 +137,7 @@ def status(
         sys.stdout.write("\n")
     else:
         table = Table(title=f"fleet {fleet.directory}")
-        for col in ("cluster", "role", "server", "pid", "ready", "nodes", "labels"):
+        for col in ("cluster", "role", "control plane", "server", "pid", "ready", "nodes", "labels"):
             table.add_column(col)
         for r in rows:
             ready = (
@@ -132,8 +146,9 @@ def status(
                 else ("[yellow]starting[/yellow]" if r["running"] else "[red]down[/red]")
             )
             labels = ",".join(f"{k}={v}" for k, v in r["labels"].items())
+            plane = r["controlPlane"] if r["role"] == "member" else "-"
             table.add_row(
-                r["name"], r["role"], r["server"], str(r["pid"] or "-"), ready, str(r["nodes"]), labels
+                r["name"], r["role"], plane, r["server"], str(r["pid"] or "-"), ready, str(r["nodes"]), labels
             )
         Console().print(table)
     if not all(r["ready"] for r in rows):
@@ -156,14 +171,15 @@ def down(directory: DirOpt = DEFAULT_DIR) -> None:
 
 @dev_app.command("build")
 def build() -> None:
-    """Find or build kube-apiserver, etcd and helm (pinned versions) and print their paths."""
+    """Find or build the pinned fleet binaries (kube-apiserver, controller-manager, scheduler, etcd,
+    helm, kwok) and print their paths."""
     try:
         bins = binaries.ensure(progress=lambda m: err.print(m, highlight=False))
     except BlueprintdError as exc:
         _fail(exc)
         return
-    for name in ("kube_apiserver", "etcd", "kubectl", "helm"):
-        typer.echo(f"{name.replace('_', '-')}: {getattr(bins, name)}")
+    for name in binaries.ALL:
+        typer.echo(f"{name}: {getattr(bins, name.replace('-', '_'))}")
 
 
 def demo_cmd(

