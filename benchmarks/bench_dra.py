@@ -60,7 +60,8 @@ def _api_client() -> Iterator[Any]:
     bins = binaries.ensure(progress=lambda m: print(m, file=sys.stderr, flush=True))
     directory = Path(tempfile.mkdtemp(prefix="bench-dra-fleet-"))
     try:
-        with running_fleet(directory, FleetFile(members=[MemberSpec(name="bench")]), bins) as fleet:
+        spec = FleetFile(members=[MemberSpec(name="bench", control_plane="api-only")])
+        with running_fleet(directory, spec, bins) as fleet:
             api = fleet.members[0].api_client()
             try:
                 yield api

@@ -383,7 +383,7 @@ def run() -> list[dict[str, Any]]:
     bins = binaries.ensure()
     random.seed(7)
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as d, \
-            running_fleet(Path(d) / "f", uniform_fleet(n, ["cpu"], 1), bins) as fleet:
+            running_fleet(Path(d) / "f", uniform_fleet(n, ["cpu"], 1, control_plane="api-only"), bins) as fleet:
         work = Path(d)
         for m in fleet.members:
             cfg = parse_kubeconfig(fleet.mint_kubeconfig(m.name, OPERATOR, ["system:masters"]).read_text())

@@ -29,8 +29,8 @@ from blueprintd.devfleet.chartserve import REPO_ROOT, chart_sources
 from blueprintd.devfleet.demo import OPERATOR_USER, mirror_flags, register_members
 from blueprintd.devfleet.fleet import Fleet
 from blueprintd.devfleet.nodes import uniform_fleet
+from blueprintd.devfleet.standins import StandIns
 from blueprintd.devfleet.testing import running_fleet
-from blueprintd.devfleet.workloads import WorkloadSimulator
 
 NS = "blueprintd-system"
 
@@ -86,8 +86,8 @@ def _converge(fleet: Fleet, kubectl: Path, version: str, n: int, timeout: float)
 
 def run_size(n: int, bins: binaries.Binaries, repo_url: str) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix=f"bench-op-{n}-") as d, \
-            running_fleet(Path(d) / "f", uniform_fleet(n, ["l4"], 1), bins) as fleet:
-        sim = WorkloadSimulator(fleet)
+            running_fleet(Path(d) / "f", uniform_fleet(n, ["l4"], 1, control_plane="api-only"), bins) as fleet:
+        sim = StandIns(fleet)
         sim.start()
         kc = str(fleet.management.kubeconfig)
         subprocess.run([str(bins.kubectl), "--kubeconfig", kc, "apply", "--server-side", "-f",

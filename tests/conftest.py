@@ -16,8 +16,8 @@ import pytest
 from blueprintd.devfleet import binaries as binaries_mod
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.fleet import ClusterHandle, Fleet
-from blueprintd.devfleet.testing import TEST_FLEET, running_fleet, temp_namespace
-from blueprintd.devfleet.workloads import WorkloadSimulator
+from blueprintd.devfleet.standins import StandIns
+from blueprintd.devfleet.testing import FULL_FLEET, TEST_FLEET, running_fleet, temp_namespace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,12 +32,36 @@ def kube_binaries() -> Binaries:
 def fleet(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """management + member-1 (2x H100, 2x L4, 1x CPU nodes) + member-2 (2x L4 nodes)."""
     with running_fleet(tmp_path_factory.mktemp("fleet"), TEST_FLEET, kube_binaries) as f:
-        simulator = WorkloadSimulator(f)
+        simulator = StandIns(f)
         simulator.start()
         try:
             yield f
         finally:
             simulator.stop()
+
+
+@pytest.fixture(scope="session")
+def full_fleet(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """management + one ``full`` member ("full-1": 1x H100, 1x H100 MIG, 1x L4, 1x CPU node) with
+    Kubernetes' own controller-manager and scheduler and kwok playing the kubelets."""
+    with running_fleet(tmp_path_factory.mktemp("full-fleet"), FULL_FLEET, kube_binaries) as f:
+        yield f
+
+
+@pytest.fixture(scope="session")
+def full_member(full_fleet: Fleet) -> ClusterHandle:
+    return full_fleet.members[0]
+
+
+@pytest.fixture(scope="session")
+def full_standins(full_fleet: Fleet) -> Iterator[StandIns]:
+    """The stand-ins of the full fleet: Gatekeeper's template controller and the webhook responder."""
+    standins = StandIns(full_fleet)
+    standins.start()
+    try:
+        yield standins
+    finally:
+        standins.stop()
 
 
 @pytest.fixture(scope="session")

@@ -144,7 +144,7 @@ def run_demo(directory: Path, bins: Binaries, say: Callable[[str], None], timeou
         fleet.down(remove=True)
     say("1/5 starting the local fleet: management + 3 member clusters with simulated GPU nodes")
     fleet = Fleet.up(directory, DEMO_FLEET, bins, progress=lambda m: say(f"    {m}"))
-    fleet.start_helper("workload-simulator", "blueprintd.devfleet.workloads", str(fleet.directory))
+    fleet.start_helper("standins", "blueprintd.devfleet.standins", str(fleet.directory))
     start_detached_chart_repo(fleet, progress=lambda m: say(f"    {m}"))
     mgmt = fleet.management.kubeconfig
     say("2/5 installing the blueprintd CRDs into the management cluster")

@@ -1,9 +1,20 @@
-"""The local fleet: one etcd, one management API server and N member API servers.
+"""The local fleet: one etcd, one management API server and N member clusters.
 
-This is the envtest model (real ``kube-apiserver`` + ``etcd`` processes, no kubelets or
-controllers) stretched to several clusters: every API server has its own etcd prefix and
-loopback port, so each is a separate Kubernetes API as far as any client can tell. Tests,
-benchmarks and ``make demo`` all run on it.
+This is the envtest model (real ``kube-apiserver`` + ``etcd`` processes) stretched to several
+clusters: every API server has its own etcd prefix and loopback port, so each is a separate
+Kubernetes API as far as any client can tell. Tests, benchmarks and ``make demo`` all run on it.
+
+A member's control plane has one of two shapes (``controlPlane`` in a fleet file):
+
+* ``full`` (default): the API server plus Kubernetes' own ``kube-controller-manager`` and
+  ``kube-scheduler`` and ``kwok`` playing the kubelets of the simulated nodes, so Deployments,
+  DaemonSets and Jobs run, Pods are scheduled (DRA claims included) and Helm hooks finish as on
+  a cluster;
+* ``api-only``: the API server alone (what a large-fleet benchmark needs; nothing runs Pods).
+
+Every address a member uses stays on loopback: Service ClusterIPs come from
+``127.<64+i>.0.0/16`` and Pod IPs from ``127.<160+i>.0.0/16`` (i: the cluster's index, at most 64), so an
+API server dialling a webhook's Service never leaves 127.0.0.0/8 and members never collide.
 
 Everything needed to find and stop the fleet again is written to ``DIR/fleet.json``; ``down``
 stops exactly the PIDs recorded there (after checking they still are our processes) and
@@ -32,16 +43,57 @@ import yaml
 from pydantic import Field
 
 from blueprintd.api.base import ApiModel
-from blueprintd.devfleet import certs
+from blueprintd.devfleet import certs, kwok
 from blueprintd.devfleet.audit import AuditLog
 from blueprintd.devfleet.binaries import Binaries
-from blueprintd.devfleet.nodes import PROFILES, FleetFile, MemberSpec, node_names, node_object
+from blueprintd.devfleet.nodes import PROFILES, ControlPlane, FleetFile, MemberSpec, node_names, node_object
 from blueprintd.errors import DevFleetError
 
 STATE_FILE = "fleet.json"
 ADMIN_USER = "blueprintd-admin"
 MANAGEMENT = "management"
 READY_TIMEOUT_S = 90.0
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+SCHEDULER_USER = "system:kube-scheduler"
+KWOK_USER = "devfleet:kwok"
+
+# The controllers a full member runs: what charts and the operator rely on (service accounts and
+# their tokens, namespace deletion, garbage collection, the workload controllers, EndpointSlices,
+# DRA claims from templates, RBAC aggregation, PodDisruptionBudget status, node taints).
+CONTROLLERS = (
+    "serviceaccount-token-controller",
+    "serviceaccount-controller",
+    "root-ca-certificate-publisher-controller",
+    "namespace-controller",
+    "garbage-collector-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "daemonset-controller",
+    "statefulset-controller",
+    "job-controller",
+    "cronjob-controller",
+    "ttl-after-finished-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "endpointslice-mirroring-controller",
+    "resourceclaim-controller",
+    "clusterrole-aggregation-controller",
+    "disruption-controller",
+    "pod-garbage-collector-controller",
+    # Lifts the not-ready taint the API server puts on every new Node once kwok reports it Ready
+    # (and taints/evicts, as on a cluster, if kwok stops heart-beating).
+    "node-lifecycle-controller",
+)
+
+
+def service_cidr(index: int) -> str:
+    """Service ClusterIPs of cluster ``index`` (0: management): loopback, one /16 per cluster."""
+    return f"127.{64 + index}.0.0/16"
+
+
+def pod_cidr(index: int) -> str:
+    """Pod IPs kwok hands out in cluster ``index``: loopback, one /16 per cluster."""
+    return f"127.{160 + index}.0.0/16"
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
@@ -54,6 +106,7 @@ AUDIT_POLICY = {
 }
 
 Progress = Callable[[str], None]
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 class ProcessState(ApiModel):
@@ -72,6 +125,11 @@ class ClusterState(ApiModel):
     labels: dict[str, str] = Field(default_factory=dict)
     nodes: list[str] = Field(default_factory=list)
     process: ProcessState | None = None
+    control_plane: ControlPlane = "api-only"
+    index: int = 0
+    components: dict[str, ProcessState] = Field(
+        default_factory=dict, description="kube-controller-manager, kube-scheduler, kwok of a full member"
+    )
 
 
 class FleetState(ApiModel):
@@ -97,6 +155,10 @@ class ClusterHandle:
     audit: AuditLog
     labels: dict[str, str]
     nodes: list[str]
+    control_plane: ControlPlane = "api-only"
+    service_cidr: str = ""
+    pod_cidr: str = ""
+    pid: int | None = None
 
     def api_client(self) -> Any:
         """A fresh ``kubernetes.client.ApiClient`` authenticated as the fleet admin."""
@@ -196,6 +258,10 @@ class Fleet:
             audit=AuditLog(Path(c.audit_log)),
             labels=dict(c.labels),
             nodes=list(c.nodes),
+            control_plane=c.control_plane,
+            service_cidr=service_cidr(c.index),
+            pod_cidr=pod_cidr(c.index),
+            pid=c.process.pid if c.process else None,
         )
 
     @property
@@ -271,8 +337,10 @@ class Fleet:
         self._write_pki()
         self._write_policy()
         state.clusters = [self._cluster_state(MANAGEMENT, "management", api_ports[0], {})]
-        for (name, member), port in zip(names, api_ports[1:], strict=True):
-            state.clusters.append(self._cluster_state(name, "member", port, member.labels))
+        for i, ((name, member), port) in enumerate(zip(names, api_ports[1:], strict=True), start=1):
+            c = self._cluster_state(name, "member", port, member.labels)
+            c.index, c.control_plane = i, member.control_plane
+            state.clusters.append(c)
         self.save()
         try:
             self._start_etcd_with_retry(etcd_peer, say)
@@ -284,6 +352,14 @@ class Fleet:
             for c in state.clusters:
                 self._wait_ready_with_retry(c)
             say(f"all API servers ready in {time.monotonic() - started:.1f}s")
+            full = [c for c in state.clusters if c.control_plane == "full"]
+            if full:
+                say(f"starting controller-manager, scheduler and kwok for {len(full)} full members")
+                for c in full:
+                    self._start_components(c)
+                self.save()
+                for c in full:
+                    self._wait_components(c)
             for name, member in names:
                 c = next(x for x in state.clusters if x.name == name)
                 c.nodes = self._create_nodes(c, member)
@@ -302,6 +378,14 @@ class Fleet:
             self.pki / "apiserver.crt", self.pki / "apiserver.key"
         )
         ca.client(ADMIN_USER, ["system:masters"]).write(self.pki / "admin.crt", self.pki / "admin.key")
+        # Kubernetes' bootstrap RBAC knows the controller-manager and scheduler by these names;
+        # the controller-manager then acts through one service account per controller.
+        for who, user, groups in (
+            ("controller-manager", CONTROLLER_MANAGER_USER, []),
+            ("scheduler", SCHEDULER_USER, []),
+            ("kwok", KWOK_USER, ["system:masters"]),
+        ):
+            ca.client(user, groups).write(self.pki / f"{who}.crt", self.pki / f"{who}.key")
         certs.service_account_keys().write(self.pki / "sa.pub", self.pki / "sa.key")
 
     def _write_policy(self) -> None:
@@ -326,9 +410,12 @@ class Fleet:
         )
 
     def _spawn(self, argv: list[str], log: Path) -> ProcessState:
+        # No proxy variables: an API server would send webhook and aggregated-API calls through
+        # an HTTP(S) proxy from its environment, i.e. off this machine.
+        env = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARIABLES}
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env
             )
         self._children[proc.pid] = proc
         return ProcessState(pid=proc.pid, cmd=argv[0], log=str(log))
@@ -431,18 +518,94 @@ class Fleet:
             f"--service-account-issuer=https://{c.name}.devfleet.blueprintd.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16",
+            f"--service-cluster-ip-range={service_cidr(c.index)}",
             "--authorization-mode=RBAC",
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
-            "--disable-admission-plugins=ServiceAccount",
             f"--audit-policy-file={self.directory / 'audit-policy.yaml'}",
             f"--audit-log-path={c.audit_log}",
             "--audit-log-maxsize=0",
             "--cert-dir=" + str(self.directory / "pki" / f"{c.name}-generated"),
             "--v=0",
         ]
+        if c.control_plane != "full":
+            # Nothing creates the "default" service account without a controller-manager, and
+            # the admission plugin would refuse every Pod for want of it.
+            argv.append("--disable-admission-plugins=ServiceAccount")
         return self._spawn(argv, self.directory / "logs" / f"{c.name}.log")
+
+    # --- the rest of a full member's control plane ----------------------------------------
+
+    def _component_kubeconfig(self, c: ClusterState, who: str) -> Path:
+        pair = certs.KeyPair((self.pki / f"{who}.crt").read_bytes(), (self.pki / f"{who}.key").read_bytes())
+        path = self.directory / "components" / f"{c.name}-{who}.kubeconfig"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(kubeconfig_yaml(c.name, f"https://127.0.0.1:{c.port}", self._ca().cert_pem, pair, who))
+        path.chmod(0o600)
+        return path
+
+    def _start_components(self, c: ClusterState) -> None:
+        """kube-controller-manager, kube-scheduler and kwok for one full member.
+
+        None of them serves a port (``--secure-port=0``; kwok without ``--server-address``), so
+        a member adds no listener beyond its API server.
+        """
+        bins = self._require()
+        logs = self.directory / "logs"
+        cm = [
+            str(bins.kube_controller_manager),
+            f"--kubeconfig={self._component_kubeconfig(c, 'controller-manager')}",
+            "--leader-elect=false",
+            "--secure-port=0",
+            f"--controllers={','.join(CONTROLLERS)}",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={self.pki / 'sa.key'}",
+            f"--root-ca-file={self.pki / 'ca.crt'}",
+            f"--cluster-name={c.name}",
+            f"--service-cluster-ip-range={service_cidr(c.index)}",
+            "--concurrent-gc-syncs=5",
+            "--v=1",
+        ]
+        scheduler = [
+            str(bins.kube_scheduler),
+            f"--kubeconfig={self._component_kubeconfig(c, 'scheduler')}",
+            "--leader-elect=false",
+            "--secure-port=0",
+            "--v=1",
+        ]
+        config = kwok.write_config(self.directory / "components" / f"{c.name}-kwok.yaml", pod_cidr(c.index))
+        kwok_argv = kwok.argv(bins.kwok, self._component_kubeconfig(c, "kwok"), config)
+        c.components = {
+            "kube-controller-manager": self._spawn(cm, logs / f"{c.name}-controller-manager.log"),
+            "kube-scheduler": self._spawn(scheduler, logs / f"{c.name}-scheduler.log"),
+            "kwok": self._spawn(kwok_argv, logs / f"{c.name}-kwok.log"),
+        }
+
+    def _wait_components(self, c: ClusterState, timeout: float = READY_TIMEOUT_S) -> None:
+        """Until the controller-manager has created the ``default`` service account (Pods are
+        admitted from then on); any component exiting first is an error with its log."""
+        from kubernetes import client, config
+
+        api = client.CoreV1Api(config.new_client_from_config(config_file=c.kubeconfig))
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                for name, proc in c.components.items():
+                    if not _alive(proc):
+                        raise DevFleetError(
+                            f"{name} of {c.name} exited during start-up{self._exit_status(proc)}:\n"
+                            f"{_log_tail(proc.log)}"
+                        )
+                with contextlib.suppress(Exception):
+                    api.read_namespaced_service_account("default", "default")
+                    return
+                time.sleep(0.2)
+        finally:
+            api.api_client.close()
+        raise DevFleetError(
+            f"the controller-manager of {c.name} created no 'default' service account in {timeout:.0f}s:\n"
+            f"{_log_tail(c.components['kube-controller-manager'].log)}"
+        )
 
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
@@ -515,9 +678,9 @@ class Fleet:
 
     def stop_cluster(self, name: str) -> None:
         c = self._state_of(name)
-        if c.process and _alive(c.process):
-            _terminate([c.process])
+        _terminate([*c.components.values(), *([c.process] if c.process else [])])
         c.process = None
+        c.components = {}
         self.save()
 
     def start_cluster(self, name: str) -> None:
@@ -531,6 +694,10 @@ class Fleet:
         c.process = self._start_apiserver(c)
         self.save()
         self._wait_ready(c)
+        if c.control_plane == "full":
+            self._start_components(c)
+            self.save()
+            self._wait_components(c)
 
     def _state_of(self, name: str) -> ClusterState:
         for c in self.state.clusters:
@@ -560,6 +727,9 @@ class Fleet:
 
     def all_processes(self) -> Iterator[tuple[str, ProcessState]]:
         for c in self.state.clusters:
+            for name, proc in c.components.items():
+                yield f"{name}/{c.name}", proc
+        for c in self.state.clusters:
             if c.process:
                 yield f"kube-apiserver/{c.name}", c.process
         yield from self.state.extra_processes.items()
@@ -582,8 +752,10 @@ class Fleet:
                     "server": f"https://127.0.0.1:{c.port}",
                     "pid": c.process.pid if c.process else None,
                     "running": alive,
-                    "ready": alive and self._readyz(c, ctx),
+                    "ready": alive and self._readyz(c, ctx) and all(_alive(p) for p in c.components.values()),
                     "nodes": len(c.nodes),
+                    "controlPlane": c.control_plane,
+                    "components": {n: _alive(p) for n, p in c.components.items()},
                     "labels": c.labels,
                     "kubeconfig": c.kubeconfig,
                 }
@@ -597,6 +769,7 @@ class Fleet:
         stopped = _terminate(procs)
         for c in self.state.clusters:
             c.process = None
+            c.components = {}
         self.state.extra_processes = {}
         self.state.etcd = None
         if remove:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError
@@ -178,10 +178,18 @@ class NodeGroupSpec(ApiModel):
     labels: dict[str, str] = Field(default_factory=dict, description="extra node labels")
 
 
+ControlPlane = Literal["full", "api-only"]
+
+
 class MemberSpec(ApiModel):
     name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)
     labels: dict[str, str] = Field(default_factory=dict, description="cluster labels blueprints select on")
     nodes: list[NodeGroupSpec] = Field(default_factory=list)
+    control_plane: ControlPlane = Field(
+        default="full",
+        description="full: API server + kube-controller-manager + kube-scheduler + kwok playing the "
+        "kubelets; api-only: the API server alone (the large-fleet benchmark shape)",
+    )
 
 
 class FleetFile(ApiModel):
@@ -210,7 +218,9 @@ def load_fleet_file(path: Path) -> FleetFile:
     return fleet
 
 
-def uniform_fleet(members: int, profiles: list[str], nodes_per_profile: int = 2) -> FleetFile:
+def uniform_fleet(
+    members: int, profiles: list[str], nodes_per_profile: int = 2, control_plane: ControlPlane = "full"
+) -> FleetFile:
     """``--members N --nodes P ...``: every member gets the same node profiles."""
     unknown = [p for p in profiles if p not in PROFILES]
     if unknown:
@@ -219,7 +229,10 @@ def uniform_fleet(members: int, profiles: list[str], nodes_per_profile: int = 2)
         )
     return FleetFile(
         members=[
-            MemberSpec(nodes=[NodeGroupSpec(profile=p, count=nodes_per_profile) for p in profiles])
+            MemberSpec(
+                nodes=[NodeGroupSpec(profile=p, count=nodes_per_profile) for p in profiles],
+                control_plane=control_plane,
+            )
             for _ in range(members)
         ]
     )

@@ -24,7 +24,9 @@ from blueprintd.devfleet.nodes import FleetFile, MemberSpec, NodeGroupSpec
 
 T = TypeVar("T")
 
-# The default test fleet: member-1 is a mixed H100 + L4 + CPU cluster, member-2 an L4 cluster.
+# The shared test fleet: member-1 is a mixed H100 + L4 + CPU cluster, member-2 an L4 cluster.
+# Both are api-only: the tests sharing it write workload status and DRA allocations themselves
+# (or through the api-only stand-ins). Tests of the real control plane start ``full`` members.
 TEST_FLEET = FleetFile(
     members=[
         MemberSpec(
@@ -35,10 +37,32 @@ TEST_FLEET = FleetFile(
                 NodeGroupSpec(profile="l4", count=2),
                 NodeGroupSpec(profile="cpu", count=1),
             ],
+            control_plane="api-only",
         ),
         MemberSpec(
-            name="member-2", labels={"env": "test", "gpu": "l4"}, nodes=[NodeGroupSpec(profile="l4", count=2)]
+            name="member-2",
+            labels={"env": "test", "gpu": "l4"},
+            nodes=[NodeGroupSpec(profile="l4", count=2)],
+            control_plane="api-only",
         ),
+    ]
+)
+
+# One member with the full control plane (controller-manager, scheduler, kwok kubelets), for the
+# tests of what Kubernetes itself does: workloads, Helm hooks, webhooks, DRA scheduling.
+FULL_FLEET = FleetFile(
+    members=[
+        MemberSpec(
+            name="full-1",
+            labels={"env": "test", "gpu": "mixed"},
+            nodes=[
+                NodeGroupSpec(profile="h100", count=1),
+                NodeGroupSpec(profile="h100-mig", count=1),
+                NodeGroupSpec(profile="l4", count=1),
+                NodeGroupSpec(profile="cpu", count=1),
+            ],
+            control_plane="full",
+        )
     ]
 )
 
@@ -215,3 +239,64 @@ class TcpProxy:
             src.close()  # the other direction's thread closes dst
             with self._lock:
                 self._conns -= {src, dst}
+
+
+# --- a process's own TCP connections (what an API server dials) ---------------------------
+
+_TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "06": "TIME_WAIT", "0A": "LISTEN"}
+
+
+def parse_proc_net_tcp(text: str) -> dict[int, tuple[str, str, str]]:
+    """``/proc/net/tcp`` rows by socket inode: (local "ip:port", remote "ip:port", state).
+
+    Addresses are little-endian hex (``0100007F:1F90`` is 127.0.0.1:8080).
+    """
+
+    def addr(hexpair: str) -> str:
+        ip_hex, port_hex = hexpair.split(":")
+        octets = [str(int(ip_hex[i : i + 2], 16)) for i in (6, 4, 2, 0)]
+        return f"{'.'.join(octets)}:{int(port_hex, 16)}"
+
+    rows: dict[int, tuple[str, str, str]] = {}
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 10:
+            continue
+        rows[int(f[9])] = (addr(f[1]), addr(f[2]), _TCP_STATES.get(f[3], f[3]))
+    return rows
+
+
+def tcp_connections(pid: int) -> list[tuple[str, str, str]]:
+    """The IPv4 TCP sockets process ``pid`` holds: its fds' socket inodes joined with
+    ``/proc/PID/net/tcp`` (the whole namespace's table). IPv6 sockets are listed from
+    ``tcp6`` with IPv4-mapped addresses reduced to IPv4."""
+    inodes: set[int] = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir() if fd_dir.exists() else ():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    table = parse_proc_net_tcp(Path(f"/proc/{pid}/net/tcp").read_text())
+    table.update(_parse_tcp6(Path(f"/proc/{pid}/net/tcp6").read_text()))
+    return [table[i] for i in inodes if i in table]
+
+
+def _parse_tcp6(text: str) -> dict[int, tuple[str, str, str]]:
+    def addr(hexpair: str) -> str:
+        ip_hex, port_hex = hexpair.split(":")
+        words = [ip_hex[i : i + 8] for i in range(0, 32, 8)]
+        raw = b"".join(bytes.fromhex(w)[::-1] for w in words)
+        import ipaddress
+
+        ip = ipaddress.IPv6Address(raw)
+        shown = str(ip.ipv4_mapped) if ip.ipv4_mapped else f"[{ip}]"
+        return f"{shown}:{int(port_hex, 16)}"
+
+    rows: dict[int, tuple[str, str, str]] = {}
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 10:
+            continue
+        rows[int(f[9])] = (addr(f[1]), addr(f[2]), _TCP_STATES.get(f[3], f[3]))
+    return rows

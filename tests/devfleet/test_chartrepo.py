@@ -682,7 +682,7 @@ class BareCluster:
 @pytest.fixture(scope="module")
 def bare_cluster(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BareCluster]:
     """A fresh member API server with no kubelets and no controllers."""
-    spec = FleetFile(members=[MemberSpec(name="charts")])
+    spec = FleetFile(members=[MemberSpec(name="charts", control_plane="api-only")])
     with running_fleet(tmp_path_factory.mktemp("charts-fleet"), spec, kube_binaries) as fleet:
         yield BareCluster(fleet.members[0].kubeconfig, kube_binaries.kubectl)
 

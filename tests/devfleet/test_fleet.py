@@ -263,11 +263,15 @@ def _check_dev_cli(d: Path, cli: list[str], up: subprocess.CompletedProcess[str]
     assert up.returncode == 0, up.stderr
     fleet = Fleet.load(d)
     running = dict(fleet.running_processes())
+    # `dev up` gives members the full control plane by default.
     assert set(running) == {
         "etcd",
         "kube-apiserver/management",
         "kube-apiserver/member-1",
-        "workload-simulator",
+        "kube-controller-manager/member-1",
+        "kube-scheduler/member-1",
+        "kwok/member-1",
+        "standins",
     }
     pids = [p.pid for p in running.values()]
     nodes = subprocess.run(
@@ -308,6 +312,8 @@ def test_missing_binary_and_bad_profile_give_clear_errors(tmp_path: Path) -> Non
     cli = [sys.executable, "-m", "blueprintd", "dev", "up", "--dir", str(tmp_path / "x"), "--no-charts"]
     bad = subprocess.run([*cli, "--nodes", "h900"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "unknown profile(s) h900" in bad.stderr and "h100" in bad.stderr
+    shape = subprocess.run([*cli, "--control-plane", "kubelet"], capture_output=True, text=True, timeout=60)
+    assert shape.returncode == 1 and "--control-plane: 'kubelet' is not one of: full, api-only" in shape.stderr
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),

@@ -27,8 +27,8 @@ from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.demo import OPERATOR_USER, mirror_flags, register_members
 from blueprintd.devfleet.fleet import Fleet
 from blueprintd.devfleet.nodes import FleetFile, MemberSpec, NodeGroupSpec
+from blueprintd.devfleet.standins import StandIns
 from blueprintd.devfleet.testing import running_fleet, wait_for
-from blueprintd.devfleet.workloads import WorkloadSimulator
 
 pytestmark = pytest.mark.fleet
 
@@ -76,7 +76,7 @@ class Operator:
 @pytest.fixture(scope="module")
 def op_fleet(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     with running_fleet(tmp_path_factory.mktemp("opfleet"), OP_FLEET, kube_binaries) as fleet:
-        sim = WorkloadSimulator(fleet)
+        sim = StandIns(fleet)
         sim.start()
         try:
             kubectl(kube_binaries, fleet, "apply", "--server-side", "-f", str(REPO / "crds"))

@@ -1,0 +1,262 @@
+"""Play the admission-webhook servers of add-ons whose Pods are simulated (``full`` members).
+
+On a full member kwok runs an add-on's Pods, but no code runs in them: when the add-on
+registers a Validating/MutatingWebhookConfiguration that points at its Service, the member's
+API server dials the Service's ClusterIP (loopback, see ``fleet.service_cidr``) and nothing
+listens there — "connection refused", and with ``failurePolicy: Fail`` every matching write
+fails. This responder plays the part of those webhook servers:
+
+* it serves a webhook only while the Service has a Ready Pod behind it (its selector matches a
+  Pod kwok reports Ready), exactly when the real server would answer; an unready add-on still
+  refuses connections;
+* it listens on ``<ClusterIP>:<port>`` (a 127.x address) with a serving certificate for
+  ``<service>.<namespace>.svc`` signed by the fleet CA, and writes that CA into the webhook's
+  ``caBundle`` the way the add-on's own certificate controller (Gatekeeper's cert-controller,
+  cert-manager's cainjector) would patch it;
+* it **allows every request** (``response.allowed: true``, no patch for mutating webhooks) and
+  records what it answered. It enforces no policy: constraints and mutations of the real
+  add-on are not simulated.
+
+Port 443 is a privileged port: the responder needs root or ``CAP_NET_BIND_SERVICE`` (or a
+lowered ``net.ipv4.ip_unprivileged_port_start``); otherwise it logs why it cannot serve.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.server
+import json
+import logging
+import ssl
+import tempfile
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blueprintd.devfleet import certs
+
+log = logging.getLogger(__name__)
+
+_KINDS = ("validating", "mutating")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One webhook endpoint: where the API server dials, and which Service that is."""
+
+    ip: str
+    port: int
+    namespace: str
+    service: str
+
+
+@dataclass
+class Answer:
+    """One AdmissionReview the responder answered."""
+
+    target: Target
+    path: str
+    kind: str
+    operation: str
+    namespace: str
+    name: str
+
+
+def admission_response(review: dict[str, Any]) -> dict[str, Any]:
+    """The AdmissionReview answer: allowed, same uid and apiVersion, no patch."""
+    request = review.get("request") or {}
+    return {
+        "apiVersion": review.get("apiVersion", "admission.k8s.io/v1"),
+        "kind": "AdmissionReview",
+        "response": {"uid": request.get("uid", ""), "allowed": True},
+    }
+
+
+def service_refs(config: dict[str, Any]) -> list[tuple[int, str, str, int]]:
+    """(webhook index, namespace, service, port) of each webhook that calls a Service."""
+    out = []
+    for i, hook in enumerate(config.get("webhooks") or []):
+        svc = (hook.get("clientConfig") or {}).get("service")
+        if svc:
+            out.append((i, svc["namespace"], svc["name"], int(svc.get("port") or 443)))
+    return out
+
+
+def ca_bundle_patch(config: dict[str, Any], targets: set[tuple[str, str]], ca_b64: str) -> list[dict[str, Any]]:
+    """JSON patch setting ``caBundle`` to the fleet CA on the webhooks that call ``targets``."""
+    ops = []
+    for i, ns, name, _port in service_refs(config):
+        hook = config["webhooks"][i]
+        if (ns, name) in targets and (hook.get("clientConfig") or {}).get("caBundle") != ca_b64:
+            ops.append({"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": ca_b64})
+    return ops
+
+
+@dataclass
+class _Server:
+    httpd: http.server.ThreadingHTTPServer
+    thread: threading.Thread
+    files: list[Path] = field(default_factory=list)
+
+
+class WebhookResponder:
+    """Serves the webhooks of one member; ``sync()`` is one reconcile pass (poll it)."""
+
+    def __init__(self, api_client: Any, ca: certs.CertificateAuthority) -> None:
+        self.api = api_client
+        self.ca = ca
+        self.ca_b64 = base64.b64encode(ca.cert_pem).decode()
+        self.answers: list[Answer] = []
+        self.errors: dict[Target, str] = {}
+        self._servers: dict[Target, _Server] = {}
+        self._lock = threading.Lock()
+        self._tmp = Path(tempfile.mkdtemp(prefix="devfleet-webhooks-"))
+
+    # --- reconcile ------------------------------------------------------------------------
+
+    def sync(self) -> set[Target]:
+        """Serve exactly the webhook Services that have a Ready Pod; patch their caBundle."""
+        from kubernetes import client
+
+        adm = client.AdmissionregistrationV1Api(self.api)
+        core = client.CoreV1Api(self.api)
+        configs = {
+            "validating": [c.to_dict() for c in adm.list_validating_webhook_configuration().items],
+            "mutating": [c.to_dict() for c in adm.list_mutating_webhook_configuration().items],
+        }
+        wanted: set[Target] = set()
+        served_services: set[tuple[str, str]] = set()
+        for kind in _KINDS:
+            for cfg in configs[kind]:
+                cfg = _camel(cfg)
+                for _i, ns, name, port in service_refs(cfg):
+                    target = self._target(core, ns, name, port)
+                    if target is not None:
+                        wanted.add(target)
+                        served_services.add((ns, name))
+        for target in wanted - set(self._servers):
+            self._start(target)
+        for target in set(self._servers) - wanted:
+            self._stop(target)
+        for kind in _KINDS:
+            for cfg in configs[kind]:
+                cfg = _camel(cfg)
+                ops = ca_bundle_patch(cfg, served_services, self.ca_b64)
+                if ops:
+                    patch = getattr(adm, f"patch_{kind}_webhook_configuration")
+                    patch(cfg["metadata"]["name"], ops)
+        return wanted
+
+    def _target(self, core: Any, ns: str, name: str, port: int) -> Target | None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            svc = core.read_namespaced_service(name, ns)
+        except ApiException:
+            return None
+        ip = svc.spec.cluster_ip
+        if not ip or ip == "None" or not svc.spec.selector:
+            return None
+        selector = ",".join(f"{k}={v}" for k, v in svc.spec.selector.items())
+        pods = core.list_namespaced_pod(ns, label_selector=selector).items
+        ready = any(
+            c.type == "Ready" and c.status == "True" for p in pods for c in (p.status.conditions or [])
+        )
+        return Target(ip, port, ns, name) if ready else None
+
+    # --- servers --------------------------------------------------------------------------
+
+    def _start(self, target: Target) -> None:
+        dns = f"{target.service}.{target.namespace}.svc"
+        pair = self.ca.serving([dns, f"{dns}.cluster.local", target.ip])
+        stem = self._tmp / f"{target.namespace}-{target.service}-{target.port}"
+        cert, key = stem.with_suffix(".crt"), stem.with_suffix(".key")
+        pair.write(cert, key)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(cert), str(key))
+        responder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    review = json.loads(self.rfile.read(length) or b"{}")
+                except ValueError:
+                    self.send_error(400, "body is not an AdmissionReview")
+                    return
+                responder._record(target, urllib.parse.urlsplit(self.path).path, review)
+                body = json.dumps(admission_response(review)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        try:
+            httpd = http.server.ThreadingHTTPServer((target.ip, target.port), Handler)
+        except OSError as exc:
+            reason = f"cannot listen on {target.ip}:{target.port} for {target.namespace}/{target.service}: {exc}"
+            if target.port < 1024:
+                reason += " (a port below 1024 needs root or CAP_NET_BIND_SERVICE)"
+            if self.errors.get(target) != reason:
+                log.warning("%s", reason)
+            self.errors[target] = reason
+            return
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+        httpd.daemon_threads = True
+        t = threading.Thread(target=httpd.serve_forever, name=f"webhook-{target.service}", daemon=True)
+        t.start()
+        self.errors.pop(target, None)
+        self._servers[target] = _Server(httpd, t, [cert, key])
+
+    def _stop(self, target: Target) -> None:
+        server = self._servers.pop(target)
+        server.httpd.shutdown()
+        server.httpd.server_close()
+        for f in server.files:
+            f.unlink(missing_ok=True)
+
+    def _record(self, target: Target, path: str, review: dict[str, Any]) -> None:
+        req = review.get("request") or {}
+        with self._lock:
+            self.answers.append(
+                Answer(
+                    target=target,
+                    path=path,
+                    kind=(req.get("kind") or {}).get("kind", ""),
+                    operation=req.get("operation", ""),
+                    namespace=req.get("namespace", ""),
+                    name=req.get("name", ""),
+                )
+            )
+
+    def close(self) -> None:
+        for target in list(self._servers):
+            self._stop(target)
+        with contextlib.suppress(OSError):
+            for f in self._tmp.iterdir():
+                f.unlink()
+            self._tmp.rmdir()
+
+
+def _camel(obj: dict[str, Any]) -> dict[str, Any]:
+    """The python client's ``to_dict()`` uses snake_case; the helpers above read wire names."""
+    out: dict[str, Any] = {"metadata": {"name": obj["metadata"]["name"]}, "webhooks": []}
+    for hook in obj.get("webhooks") or []:
+        cc = hook.get("client_config") or {}
+        svc = cc.get("service")
+        out["webhooks"].append(
+            {
+                "clientConfig": {
+                    "caBundle": cc.get("ca_bundle"),
+                    **({"service": {k: v for k, v in svc.items() if v is not None}} if svc else {}),
+                }
+            }
+        )
+    return out
