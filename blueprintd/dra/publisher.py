@@ -6,6 +6,9 @@ for this node (field selectors ``spec.nodeName`` and ``spec.driver``), executes 
 retries when another writer got in between (409 conflict on a stale resourceVersion). A
 publication that finds nothing to change makes no write call at all.
 
+The Node's ``blueprintd.io/time-slicing-replicas`` label is read at every publication: whole
+GPUs of a time-sliced node are published shareable (see ``slices``).
+
 Slices are owned by their Node (owner reference), so deleting a Node garbage-collects its
 slices even if the plugin never runs again. When the Node cannot be read (no permission,
 or an API server without Nodes) the slices are published without an owner.
@@ -29,6 +32,7 @@ from blueprintd.dra.slices import (
     build_slices,
     bus_id_pcie_root,
     plan_publication,
+    time_slicing_replicas,
 )
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,8 @@ class SliceStore(Protocol):
     def delete(self, name: str) -> None: ...
 
     def node_owner(self, node: str) -> Json | None: ...
+
+    def node_labels(self, node: str) -> dict[str, str]: ...
 
 
 class ConflictError(RuntimeError):
@@ -115,6 +121,16 @@ class KubeSliceStore:
             "controller": True,
         }
 
+    def node_labels(self, node: str) -> dict[str, str]:
+        """The Node's labels; empty when it cannot be read (no time-slicing then)."""
+        try:
+            resp = client.CoreV1Api(self.api_client).read_node(node, _preload_content=False)
+        except ApiException as exc:
+            log.warning("cannot read Node %s (%s %s): publishing GPUs unshared", node, exc.status, exc.reason)
+            return {}
+        labels: dict[str, str] = json.loads(resp.data)["metadata"].get("labels") or {}
+        return labels
+
 
 @dataclass
 class SlicePublisher:
@@ -129,7 +145,11 @@ class SlicePublisher:
     _owner_looked_up: bool = field(default=False, init=False)
 
     def desired(self, inventory: NodeGpuInventory) -> list[Json]:
-        slices = build_slices(inventory, self.driver_name, self.node_name, pcie_root=self.pcie_root)
+        # Read on every publication: the time-slicing overlay may change the label any time.
+        replicas = time_slicing_replicas(self.store.node_labels(self.node_name))
+        slices = build_slices(
+            inventory, self.driver_name, self.node_name, pcie_root=self.pcie_root, time_slicing_replicas=replicas
+        )
         if not self._owner_looked_up:
             self._owner = self.store.node_owner(self.node_name)
             self._owner_looked_up = True

@@ -24,6 +24,15 @@ Decisions worth knowing:
   device set change, or a slice someone deleted): consumers only trust the highest generation,
   so a bump on every write can never leave a stale device visible. Nothing to change means no
   write at all.
+* **Time-slicing is consumable capacity.** On a node whose pool is time-sliced (the
+  ``time-slicing`` overlay labels it ``blueprintd.io/time-slicing-replicas: "<replicas>"``),
+  every whole GPU is published with ``allowMultipleAllocations: true`` and a capacity
+  ``timeSlices`` of ``replicas`` whose request policy consumes 1 per claim by default (a claim
+  may ask for up to ``replicas`` with ``capacity.requests.timeSlices``). The scheduler then
+  places at most ``replicas`` claims on one GPU (Kubernetes 1.37 DRA consumable capacity,
+  beta and on by default: feature gate ``DRAConsumableCapacity``). ``memory`` stays the GPU's
+  full memory but a claim consumes none of it unless it asks: time-slicing does not partition
+  memory. MIG devices are never shared this way: a MIG device is a whole device per claim.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ PCIE_ROOT_ATTRIBUTE = "resource.kubernetes.io/pcieRoot"
 MAX_STRING_ATTRIBUTE = 64
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "blueprintd-dra-driver"
+TIME_SLICING_LABEL = "blueprintd.io/time-slicing-replicas"
+TIME_SLICES = "timeSlices"
 
 # Resolves a PCI bus id (as NVML reports it) to the PCIe root complex ("pci0000:00").
 PcieRootResolver = Callable[[str], "str | None"]
@@ -168,15 +179,34 @@ def _common_attributes(inv: NodeGpuInventory, gpu: GpuInfo, pcie_root: PcieRootR
     return attrs
 
 
-def gpu_device(inv: NodeGpuInventory, gpu: GpuInfo, pcie_root: PcieRootResolver = bus_id_pcie_root) -> Json:
-    """The v1 Device for a whole GPU."""
+def time_slicing_replicas(labels: Mapping[str, str]) -> int | None:
+    """The node's time-slicing replicas from its label; None when absent or not a count >= 2
+    (one replica is no sharing)."""
+    raw = labels.get(TIME_SLICING_LABEL, "").strip()
+    if not raw.isdigit() or int(raw) < 2:
+        return None
+    return int(raw)
+
+
+def gpu_device(
+    inv: NodeGpuInventory,
+    gpu: GpuInfo,
+    pcie_root: PcieRootResolver = bus_id_pcie_root,
+    replicas: int | None = None,
+) -> Json:
+    """The v1 Device for a whole GPU; shareable by up to ``replicas`` claims when given."""
     attrs: Json = {"type": _string("gpu"), "uuid": _string(gpu.uuid)}
     attrs.update(_common_attributes(inv, gpu, pcie_root))
-    return {
-        "name": gpu_device_name(gpu),
-        "attributes": attrs,
-        "capacity": {"memory": {"value": bytes_quantity(gpu.memory_bytes)}},
-    }
+    memory: Json = {"value": bytes_quantity(gpu.memory_bytes)}
+    device: Json = {"name": gpu_device_name(gpu), "attributes": attrs, "capacity": {"memory": memory}}
+    if replicas:
+        device["allowMultipleAllocations"] = True
+        memory["requestPolicy"] = {"default": "0", "validRange": {"min": "0"}}
+        device["capacity"][TIME_SLICES] = {
+            "value": str(replicas),
+            "requestPolicy": {"default": "1", "validRange": {"min": "1", "max": str(replicas), "step": "1"}},
+        }
+    return device
 
 
 def mig_device(
@@ -220,10 +250,12 @@ def published_devices(inv: NodeGpuInventory) -> Iterator[tuple[str, GpuInfo, Mig
             yield gpu_device_name(gpu), gpu, None
 
 
-def inventory_devices(inv: NodeGpuInventory, pcie_root: PcieRootResolver = bus_id_pcie_root) -> list[Json]:
-    """Every published device as a v1 Device dict."""
+def inventory_devices(
+    inv: NodeGpuInventory, pcie_root: PcieRootResolver = bus_id_pcie_root, replicas: int | None = None
+) -> list[Json]:
+    """Every published device as a v1 Device dict (whole GPUs shareable when ``replicas``)."""
     return [
-        gpu_device(inv, gpu, pcie_root) if mig is None else mig_device(inv, gpu, mig, pcie_root)
+        gpu_device(inv, gpu, pcie_root, replicas) if mig is None else mig_device(inv, gpu, mig, pcie_root)
         for _, gpu, mig in published_devices(inv)
     ]
 
@@ -252,13 +284,14 @@ def build_slices(
     generation: int = 1,
     pcie_root: PcieRootResolver = bus_id_pcie_root,
     max_devices: int = MAX_DEVICES_PER_SLICE,
+    time_slicing_replicas: int | None = None,
 ) -> list[Json]:
     """The node's ResourceSlices (``resource.k8s.io/v1`` dicts) for one pool generation.
 
     A node without devices still gets one empty slice: it tells the scheduler the driver
     runs on the node and has nothing to offer, which differs from "driver not there yet".
     """
-    devices = inventory_devices(inventory, pcie_root)
+    devices = inventory_devices(inventory, pcie_root, time_slicing_replicas)
     chunks = [devices[i : i + max_devices] for i in range(0, len(devices), max_devices)] or [[]]
     slices = []
     for index, chunk in enumerate(chunks):
@@ -298,9 +331,28 @@ class PublishPlan:
         return not (self.create or self.update or self.delete)
 
 
+def _norm_policy(policy: Mapping[str, Any] | None) -> Json | None:
+    if not policy:
+        return None
+    rng = policy.get("validRange") or {}
+    return {
+        "default": quantity_value(policy["default"]) if "default" in policy else None,
+        "validValues": [quantity_value(v) for v in policy.get("validValues") or []],
+        "validRange": {k: quantity_value(v) for k, v in rng.items()},
+    }
+
+
 def _norm_device(dev: Mapping[str, Any]) -> Json:
-    capacity = {k: quantity_value(v.get("value", "0")) for k, v in (dev.get("capacity") or {}).items()}
-    return {"name": dev.get("name"), "attributes": dev.get("attributes") or {}, "capacity": capacity}
+    capacity = {
+        k: (quantity_value(v.get("value", "0")), _norm_policy(v.get("requestPolicy")))
+        for k, v in (dev.get("capacity") or {}).items()
+    }
+    return {
+        "name": dev.get("name"),
+        "attributes": dev.get("attributes") or {},
+        "capacity": capacity,
+        "allowMultipleAllocations": bool(dev.get("allowMultipleAllocations")),
+    }
 
 
 def _norm_spec(spec: Mapping[str, Any]) -> Json:

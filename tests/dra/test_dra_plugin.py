@@ -50,6 +50,9 @@ class MemorySlices:
     def node_owner(self, node: str) -> dict[str, Any] | None:
         return None
 
+    def node_labels(self, node: str) -> dict[str, str]:
+        return {}
+
 
 def _plugin(
     short_tmp: Path, fake: FakeNvml, store: MemorySlices, claims: Any, interval: float = 0

@@ -12,11 +12,13 @@ import pytest
 from blueprintd.api.facts import NodeGpuInventory
 from blueprintd.dra.slices import (
     MAX_DEVICES_PER_SLICE,
+    TIME_SLICING_LABEL,
     build_slices,
     bus_id_pcie_root,
     mig_device_name,
     plan_publication,
     quantity_value,
+    time_slicing_replicas,
     to_semver,
 )
 
@@ -209,3 +211,46 @@ def test_mixed_generations_are_rewritten(inventory: Inv) -> None:
     existing[1]["spec"]["pool"]["generation"] = 4  # a half-finished earlier publication
     plan = plan_publication(build_slices(inv, "gpu.nvidia.com", "node-a"), existing)
     assert plan.generation == 6 and len(plan.update) == 2
+
+
+# --- time-slicing as consumable capacity -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("labels", "want"),
+    [({TIME_SLICING_LABEL: "4"}, 4), ({TIME_SLICING_LABEL: "1"}, None), ({TIME_SLICING_LABEL: "x"}, None), ({}, None)],
+)
+def test_time_slicing_replicas_from_the_node_label(labels: dict[str, str], want: int | None) -> None:
+    assert time_slicing_replicas(labels) == want
+
+
+def test_time_sliced_gpus_are_shareable_by_replicas_claims(inventory: Inv) -> None:
+    (dev, *_rest) = _devices(build_slices(inventory(), "gpu.nvidia.com", "node-a", time_slicing_replicas=4))
+    assert dev["allowMultipleAllocations"] is True
+    assert dev["capacity"]["timeSlices"] == {
+        "value": "4",
+        "requestPolicy": {"default": "1", "validRange": {"min": "1", "max": "4", "step": "1"}},
+    }
+    # Time-slicing does not partition memory: a claim consumes none unless it asks.
+    assert dev["capacity"]["memory"] == {
+        "value": "80Gi",
+        "requestPolicy": {"default": "0", "validRange": {"min": "0"}},
+    }
+    (plain, *_r) = _devices(build_slices(inventory(), "gpu.nvidia.com", "node-a"))
+    assert "allowMultipleAllocations" not in plain and set(plain["capacity"]) == {"memory"}
+
+
+def test_mig_devices_stay_whole_devices_when_time_sliced(inventory: Inv) -> None:
+    devices = _devices(build_slices(inventory(mig_per_gpu=7), "gpu.nvidia.com", "n", time_slicing_replicas=4))
+    assert len(devices) == 56
+    assert not any("allowMultipleAllocations" in d or "timeSlices" in d["capacity"] for d in devices)
+
+
+def test_changing_replicas_republishes_and_same_replicas_does_not(inventory: Inv) -> None:
+    existing = _as_stored(build_slices(inventory(), "gpu.nvidia.com", "n", generation=2, time_slicing_replicas=4))
+    same = plan_publication(build_slices(inventory(), "gpu.nvidia.com", "n", time_slicing_replicas=4), existing)
+    assert same.empty
+    more = plan_publication(build_slices(inventory(), "gpu.nvidia.com", "n", time_slicing_replicas=8), existing)
+    assert more.generation == 3 and len(more.update) == 1
+    off = plan_publication(build_slices(inventory(), "gpu.nvidia.com", "n"), existing)
+    assert off.generation == 3 and not off.update[0]["spec"]["devices"][0].get("allowMultipleAllocations")

@@ -41,6 +41,9 @@ def test_mixed_cluster_gets_mig_on_h100_time_slicing_on_l4_nothing_on_cpu(
     assert by_pool["h100-80gb"]["nvidia.com/mig.config"] == "all-1g.10gb"
     assert "nvidia.com/device-plugin.config" not in by_pool["h100-80gb"]
     assert by_pool["l4"]["nvidia.com/device-plugin.config"] == "ts-l4"
+    # Under DRA the replicas become consumable capacity the bundled driver publishes per GPU.
+    assert by_pool["l4"]["blueprintd.io/time-slicing-replicas"] == "4"
+    assert "blueprintd.io/time-slicing-replicas" not in by_pool["h100-80gb"], "MIG pools keep whole MIG devices"
     assert "nvidia.com/mig.config" not in by_pool["l4"]
     assert "cpu" not in by_pool  # nothing GPU-related for CPU nodes
 
