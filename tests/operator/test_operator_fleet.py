@@ -1,7 +1,9 @@
 """The operator end to end: the real `blueprintd operator` process, real API servers, real helm.
 
 A private fleet (management + 3 members) keeps these scenarios from interfering with other
-tests: the default blueprint installs cluster-scoped objects. The scenarios run in order on
+tests: the default blueprint installs cluster-scoped objects. The members have the ``full``
+control plane: Kubernetes' controller-manager and scheduler run the add-ons' workloads on
+kwok's simulated nodes, so the readiness the operator waits for is Kubernetes' own. The scenarios run in order on
 one operator run, the way a platform team lives through versions: 1.0.0 everywhere, 1.1.0 in
 waves (with an operator restart in the middle), a broken 1.2.0 stopped after the canary, then
 a rollback to 1.0.0.
