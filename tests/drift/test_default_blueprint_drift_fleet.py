@@ -46,15 +46,17 @@ from kubernetes.dynamic import DynamicClient
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.demo import OPERATOR_USER
 from blueprintd.devfleet.nodes import FleetFile, MemberSpec, NodeGroupSpec
+from blueprintd.devfleet.standins import StandIns
 from blueprintd.devfleet.testing import OperatorProcess, running_fleet, wait_for
-from blueprintd.devfleet.workloads import WorkloadSimulator
 
 pytestmark = pytest.mark.fleet
 
 REPO = Path(__file__).resolve().parents[2]
 FLEET = FleetFile(
     members=[
-        MemberSpec(name="platform", labels={"env": "test"},
+        # api-only: written against the stand-ins' workload status (whether block mode and the
+        # real controllers of a full member get along is not covered here yet).
+        MemberSpec(name="platform", labels={"env": "test"}, control_plane="api-only",
                    nodes=[NodeGroupSpec(profile="h100", count=1), NodeGroupSpec(profile="l4", count=1),
                           NodeGroupSpec(profile="cpu", count=1)]),
     ]
@@ -95,7 +97,7 @@ def platform(kube_binaries: Binaries, chart_repo: str, tmp_path_factory: pytest.
     uid = uuid.uuid4().hex[:6]
     ns = "blueprintd-system"
     with running_fleet(tmp_path_factory.mktemp("platform-fleet"), FLEET, kube_binaries) as fleet:
-        sim = WorkloadSimulator(fleet)
+        sim = StandIns(fleet)
         sim.start()
         member = fleet.members[0]
         env = Platform(
