@@ -1,23 +1,15 @@
-"""``blueprintd drift`` and ``blueprintd plan``: what differs in the fleet, and what a reconcile would do.
+"""``blueprintd drift``: what differs in the fleet, and what was done about it.
 
 ``drift`` reads the DriftReports the operator keeps (it never talks to member clusters): a
 fleet-wide table, or every field with ``-o json|yaml``. Its exit code answers "is any drift
 open?" (1: yes), so it can gate a CI pipeline or a change window.
-
-``plan`` answers "what would the operator change on this cluster right now?": it connects to
-the member exactly as the operator does (the MemberCluster's kubeconfig Secret, the same
-kubeconfig policy), renders the version the cluster is assigned, reads the live state and
-prints the planned actions. It writes nothing, anywhere.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -256,168 +248,3 @@ def restore_cmd(
         "set and is carried out once the cluster reconciles)"
     )
     raise typer.Exit(1)
-
-
-# --- blueprintd plan --------------------------------------------------------------------------
-
-
-def assigned_version(bp: dict[str, Any], mc: dict[str, Any]) -> tuple[str, str]:
-    """The version the operator would converge ``mc`` to, and why (pin, rollout, or not yet)."""
-    from blueprintd.operator.controller import target_version
-
-    name = mc["metadata"]["name"]
-    for pin in (mc.get("spec") or {}).get("versionPins") or []:
-        if pin.get("blueprint") == bp["metadata"]["name"]:
-            return str(pin["version"]), "pinned on the MemberCluster"
-    got = (((bp.get("status") or {}).get("rollout") or {}).get("assignments") or {}).get(name)
-    if got:
-        return str(got), "assigned by the rollout"
-    return target_version(bp), "not assigned to this cluster yet; planning the Blueprint's target version"
-
-
-async def _plan(
-    kubeconfig: str | None, namespace: str, blueprint: str, cluster: str, mirrors: dict[str, str], helm: Path
-) -> dict[str, Any]:
-    from pydantic import ValidationError
-
-    from blueprintd.api.blueprint import Blueprint
-    from blueprintd.api.common import matches
-    from blueprintd.api.revision import revision_name
-    from blueprintd.cluster.kubeconfig import check_kubeconfig, parse_kubeconfig
-    from blueprintd.cluster.management import ManagementStore
-    from blueprintd.cluster.session import MemberSession
-    from blueprintd.errors import BlueprintdError
-    from blueprintd.facts.collect.live import collect_cluster_facts
-    from blueprintd.operator.run import management_client
-    from blueprintd.plan.inventory import Inventory
-    from blueprintd.plan.planner import plan_cluster
-    from blueprintd.render import RenderOptions, compile_blueprint, render
-
-    store = ManagementStore(management_client(kubeconfig), namespace)
-    mc = await store.get("MemberCluster", cluster)
-    if mc is None:
-        raise BlueprintdError(f"no MemberCluster {namespace}/{cluster}")
-    bp = await store.get("Blueprint", blueprint)
-    if bp is None:
-        raise BlueprintdError(f"no Blueprint {namespace}/{blueprint}")
-    model = Blueprint.model_validate(bp)
-    selected = matches(model.spec.cluster_selector, mc["metadata"].get("labels") or {})
-    version, why = assigned_version(bp, mc)
-    rev = await store.get("BlueprintRevision", revision_name(blueprint, version))
-    if rev is None:
-        raise BlueprintdError(f"no BlueprintRevision for {blueprint} {version} (is the operator running?)")
-    try:
-        compiled = compile_blueprint(
-            Blueprint.model_validate(
-                {
-                    "apiVersion": "blueprintd.io/v1alpha1",
-                    "kind": "Blueprint",
-                    "metadata": {"name": blueprint},
-                    "spec": rev["spec"]["spec"],
-                }
-            )
-        )
-    except ValidationError as exc:
-        raise BlueprintdError(f"BlueprintRevision of {blueprint} {version} is invalid: {exc}") from None
-    spec = mc.get("spec") or {}
-    ref = spec.get("kubeconfigSecretRef") or {}
-    raw = await store.secret_value(ref.get("name", ""), ref.get("key", "kubeconfig"), ref.get("namespace"))
-    cfg = parse_kubeconfig(raw)
-    check_kubeconfig(
-        cfg, allow_exec=bool(spec.get("allowExecAuth")), allow_local_files=bool(spec.get("allowLocalFiles"))
-    )
-    progresses = (mc.get("status") or {}).get("blueprints") or []
-    progress: dict[str, Any] = next((p for p in progresses if p.get("blueprint") == blueprint), {})
-    inventory = Inventory.model_validate(progress.get("inventory") or {"blueprint": blueprint})
-    with tempfile.TemporaryDirectory(prefix="blueprintd-plan-") as tmp:
-        session = MemberSession.open(cluster, cfg, helm, Path(tmp))
-        try:
-            facts = await asyncio.to_thread(
-                collect_cluster_facts, session.api_client, cluster, cluster_labels=mc["metadata"].get("labels") or {}
-            )
-            desired = render(
-                compiled, facts, RenderOptions(chart_mirrors=mirrors, parameters=spec.get("parameters") or {})
-            )
-            live = await session.observe(desired, inventory)
-        finally:
-            session.close()
-    plan = plan_cluster(desired, live, inventory)
-    return {
-        "cluster": cluster,
-        "blueprint": blueprint,
-        "version": version,
-        "why": why,
-        "selected": selected,
-        "empty": plan.empty,
-        "actions": [a.model_dump(by_alias=True, exclude_none=True, exclude={"object"}) for a in plan.actions()],
-        "held": [a.model_dump(by_alias=True, exclude_none=True, exclude={"object"}) for a in plan.held],
-    }
-
-
-def plan_cmd(
-    blueprint: Annotated[str, typer.Argument(help="Blueprint name.")],
-    cluster: Annotated[str, typer.Option("--cluster", help="MemberCluster to plan for.")],
-    output: OutputFmt = "table",
-    chart_mirror: Annotated[
-        list[str] | None,
-        typer.Option("--chart-mirror", envvar="BLUEPRINTD_CHART_MIRRORS", help="UPSTREAM=MIRROR, as the operator."),
-    ] = None,
-    helm: Annotated[Path | None, typer.Option("--helm", help="helm binary (default: the pinned one).")] = None,
-    kubeconfig: KubeconfigOpt = None,
-    namespace: NamespaceOpt = "blueprintd-system",
-) -> None:
-    """Show what the operator would change on one member cluster now, without changing anything.
-
-    Connects to the member through its MemberCluster's kubeconfig Secret (like the operator),
-    renders the version the cluster is assigned (its pin, else the rollout's assignment),
-    reads releases, objects and node labels, and prints the planned actions in order, plus the
-    drift a notify/block add-on holds back. Exit code 0 when there is nothing to do, 1 otherwise.
-
-    Example:
-
-      blueprintd plan gpu-platform --cluster h100-mig --kubeconfig mgmt.kubeconfig -n blueprintd-system
-    """
-    from blueprintd.errors import BlueprintdError
-    from blueprintd.operator.settings import parse_mirrors
-
-    if helm is None:
-        from blueprintd.devfleet.binaries import ensure
-
-        helm = ensure().helm
-    try:
-        data = asyncio.run(
-            _plan(kubeconfig, namespace, blueprint, cluster, parse_mirrors(list(chart_mirror or [])), helm)
-        )
-    except BlueprintdError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    except Exception as exc:  # the member or management API server is unreachable
-        err.print(f"[red]error:[/red] {type(exc).__name__}: {str(exc)[:300]}")
-        raise typer.Exit(2) from None
-    if output == "json":
-        json.dump(data, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    elif output == "yaml":
-        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
-    else:
-        console = Console()
-        console.print(f"[bold]{blueprint}[/bold] {data['version']} on [bold]{cluster}[/bold] ({data['why']})")
-        if not data["selected"]:
-            console.print("[yellow]note:[/yellow] the Blueprint's clusterSelector does not select this cluster")
-        if data["empty"]:
-            console.print("[green]nothing to do: the cluster matches the Blueprint[/green]")
-        else:
-            t = Table(title="Planned actions (in order)")
-            for col in ("add-on", "action", "target", "reason"):
-                t.add_column(col, overflow="fold")
-            for a in data["actions"]:
-                t.add_row(a.get("addon") or "-", a["kind"], a.get("target", ""), a.get("reason", ""))
-            console.print(t)
-        if data["held"]:
-            h = Table(title="Drift left to the add-on's drift mode (notify/block): not applied")
-            for col in ("add-on", "target", "reason"):
-                h.add_column(col, overflow="fold")
-            for a in data["held"]:
-                h.add_row(a.get("addon") or "-", a.get("target", ""), a.get("reason", ""))
-            console.print(h)
-    raise typer.Exit(0 if data["empty"] else 1)

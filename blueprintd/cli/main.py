@@ -48,9 +48,11 @@ app.add_typer(rollout_app, name="rollout")
 from blueprintd.cli.git import git_app  # noqa: E402  (blueprintd git status)
 
 app.add_typer(git_app, name="git")
-from blueprintd.cli.drift import drift_app, plan_cmd  # noqa: E402  (blueprintd drift [restore], blueprintd plan)
+from blueprintd.cli.drift import drift_app  # noqa: E402  (blueprintd drift [restore])
 
 app.add_typer(drift_app, name="drift")
+from blueprintd.cli.plan import plan_cmd  # noqa: E402  (blueprintd plan)
+
 app.command("plan")(plan_cmd)
 # --- end COMMANDS ---
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from blueprintd.operator.settings import OperatorSettings, limits_from_env, parse_mirrors
+from blueprintd.operator.settings import OperatorSettings, parse_mirrors
 
 
 def operator_cmd(
@@ -69,7 +68,7 @@ def operator_cmd(
         from blueprintd.devfleet.binaries import ensure
 
         helm = ensure().helm
-    settings = OperatorSettings(
+    settings = OperatorSettings.from_env(
         namespace=namespace,
         chart_mirrors=parse_mirrors(list(chart_mirror or [])),
         helm=helm,
@@ -78,6 +77,5 @@ def operator_cmd(
         webhook_port=webhook_port,
         peering=peering,
         kubeconfig=kubeconfig,
-        **limits_from_env(os.environ),  # type: ignore[arg-type]
     )
     run(settings)

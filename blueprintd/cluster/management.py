@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from blueprintd.api import GROUP, VERSION
+from blueprintd.api.mergepatch import apply_merge_patch, merge_patch
 from blueprintd.errors import ClusterError
 
 PLURALS = {
@@ -73,10 +74,17 @@ class ManagementStore:
         )
 
     async def patch_status(self, kind: str, obj: dict[str, Any], status: dict[str, Any]) -> bool:
-        """Merge ``status`` into the object's status if it differs; True when a write happened."""
-        current = obj.get("status") or {}
-        if all(_same(current.get(k), v) for k, v in status.items()):
+        """Bring the keys of ``status`` in the object's status to these values (nested keys that
+        are gone are removed); no call when nothing differs. True when a write happened."""
+        patch = merge_patch(obj.get("status"), status, status.keys())
+        if not patch:
             return False
+        await self.write_status(kind, obj, patch)
+        return True
+
+    async def write_status(self, kind: str, obj: dict[str, Any], patch: dict[str, Any]) -> None:
+        """Send a status merge patch computed by the caller (``operator.status.status_patch``)
+        and keep ``obj`` equal to what the server now stores."""
         name = obj["metadata"]["name"]
         await asyncio.to_thread(
             self._custom.patch_namespaced_custom_object_status,
@@ -85,10 +93,9 @@ class ManagementStore:
             self.namespace,
             PLURALS[kind],
             name,
-            {"status": status},
+            {"status": patch},
         )
-        obj.setdefault("status", {}).update(status)
-        return True
+        obj["status"] = apply_merge_patch(obj.get("status"), patch)
 
     async def secret_value(self, name: str, key: str, namespace: str | None = None) -> str:
         from kubernetes.client.rest import ApiException
@@ -130,10 +137,6 @@ class ManagementStore:
         }
         with contextlib.suppress(ApiException):
             await asyncio.to_thread(self._core.create_namespaced_event, self.namespace, body)
-
-
-def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
 def _reason(exc: Any) -> str:

@@ -40,13 +40,21 @@ class ReconcileResult:
     content_hash: str = ""
 
 
+async def plan_member(
+    session: MemberSession, desired: DesiredState, inventory: Inventory, *, restore_drift: bool = False
+) -> ClusterPlan:
+    """Observe the member and plan (pure) what brings it to ``desired``: the first half of
+    :func:`reconcile`, and all of ``blueprintd plan``. Reads only."""
+    live = await session.observe(desired, inventory)
+    return plan_cluster(desired, live, inventory, restore_drift=restore_drift)
+
+
 async def reconcile(
     session: MemberSession, desired: DesiredState, inventory: Inventory, *, restore_drift: bool = False
 ) -> ReconcileResult:
     """``restore_drift``: also apply what the add-ons' notify/block modes hold back (a person
     asked for it with ``blueprintd drift restore``)."""
-    live = await session.observe(desired, inventory)
-    plan = plan_cluster(desired, live, inventory, restore_drift=restore_drift)
+    plan = await plan_member(session, desired, inventory, restore_drift=restore_drift)
     result = ReconcileResult(blueprint=desired.blueprint, version=desired.version, plan=plan)
     steps = {s.addon: s for s in plan.steps}
     held: dict[str, Action] = {}

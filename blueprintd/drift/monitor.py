@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -156,15 +155,6 @@ class DriftMonitor:
         self._clusters: dict[str, ClusterMonitor] = {}
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
-
-    @classmethod
-    def from_env(cls, store: ManagementStore) -> DriftMonitor:
-        """Settings from ``BLUEPRINTD_OPERATOR_USER`` and ``BLUEPRINTD_DRIFT_RESYNC`` (seconds)."""
-        return cls(
-            store,
-            operator_user=os.environ.get("BLUEPRINTD_OPERATOR_USER", ""),
-            resync_seconds=float(os.environ.get("BLUEPRINTD_DRIFT_RESYNC") or DEFAULT_RESYNC_SECONDS),
-        )
 
     def cluster(self, name: str) -> ClusterMonitor | None:
         return self._clusters.get(name)

@@ -46,6 +46,9 @@ class SettingsLike(Protocol):
     @property
     def webhook_port(self) -> int: ...
 
+    @property
+    def git_allow_file_urls(self) -> bool: ...
+
 
 def parse_interval(text: str) -> float:
     """``"1h30m"`` → 5400.0 seconds (the CRD pattern guarantees the shape)."""
@@ -79,7 +82,7 @@ class GitSourceRunner:
     ) -> None:
         self.store = store
         self.cache_dir = cache_dir
-        self.options = options or SyncOptions.from_env()
+        self.options = options or SyncOptions()
         self.webhook_port = webhook_port
         self.webhook_host = webhook_host
         self.clock = clock
@@ -91,7 +94,12 @@ class GitSourceRunner:
 
     @classmethod
     def from_settings(cls, store: ManagementStore, settings: SettingsLike) -> GitSourceRunner:
-        return cls(store, Path(settings.workdir) / "git", webhook_port=settings.webhook_port)
+        return cls(
+            store,
+            Path(settings.workdir) / "git",
+            SyncOptions(allow_file_urls=settings.git_allow_file_urls),
+            webhook_port=settings.webhook_port,
+        )
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -66,11 +65,6 @@ class SyncOptions:
     limits: Limits = field(default_factory=Limits)
     allow_file_urls: bool = False
     git_timeout: float = GIT_TIMEOUT_S
-
-    @classmethod
-    def from_env(cls) -> SyncOptions:
-        """``BLUEPRINTD_GIT_ALLOW_FILE_URLS=1`` allows file:// sources (development and tests only)."""
-        return cls(allow_file_urls=os.environ.get(ALLOW_FILE_ENV, "").lower() in ("1", "true", "yes"))
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 import kopf
@@ -16,12 +15,12 @@ from blueprintd.operator.settings import OperatorSettings
 
 
 def management_client(kubeconfig: str | None) -> Any:
-    """In-cluster credentials in a pod; otherwise the kubeconfig file (flag or $KUBECONFIG)."""
+    """The kubeconfig file when one is given (the flag, or $KUBECONFIG through OperatorSettings);
+    otherwise in-cluster credentials."""
     from kubernetes import config
 
-    path = kubeconfig or os.environ.get("KUBECONFIG")
-    if path:
-        return config.new_client_from_config(config_file=path)
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)
     config.load_incluster_config()
     from kubernetes import client
 
@@ -31,7 +30,7 @@ def management_client(kubeconfig: str | None) -> Any:
 def run(settings: OperatorSettings) -> None:
     kubeconfig = settings.kubeconfig
     logging.basicConfig(
-        level=logging.DEBUG if os.environ.get("BLUEPRINTD_DEBUG") else logging.INFO,
+        level=logging.DEBUG if settings.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # helm's and kopf's per-call chatter would bury what the operator decides.

@@ -1,4 +1,23 @@
-"""Operator settings: flags and environment, one immutable object passed to the controller."""
+"""Operator settings: flags and environment, one immutable object passed to the controller.
+
+This is the only place the operator reads its environment. Everything below it (controller,
+drift monitor, GitSource runner, logging setup, the management client) gets its values from
+an ``OperatorSettings`` handed down, so a test builds one and the code under test cannot see
+a stray variable of the machine it runs on.
+
+Environment variables (flags of ``blueprintd operator`` win over them):
+
+* ``BLUEPRINTD_NAMESPACE``, ``BLUEPRINTD_CHART_MIRRORS``, ``BLUEPRINTD_METRICS_PORT``,
+  ``BLUEPRINTD_WEBHOOK_PORT``, ``BLUEPRINTD_MEMBER_RESYNC``: as the flags.
+* ``KUBECONFIG``: the management cluster when ``--kubeconfig`` is not given.
+* ``BLUEPRINTD_OPERATOR_USER``: the operator's user name on members (block-mode admission
+  policies exempt it); empty: asked from each member (SelfSubjectReview).
+* ``BLUEPRINTD_DRIFT_RESYNC``: seconds between full drift re-reads of each member.
+* ``BLUEPRINTD_GIT_ALLOW_FILE_URLS``: ``1`` allows file:// GitSources (development, tests).
+* ``BLUEPRINTD_DEBUG``: debug logging.
+* ``BLUEPRINTD_CEL_COST_LIMIT``, ``BLUEPRINTD_CEL_COST_BUDGET``, ``BLUEPRINTD_RENDER_TIMEOUT``:
+  the limits on untrusted Blueprint content (docs/blueprints.md, "Limits").
+"""
 
 from __future__ import annotations
 
@@ -9,6 +28,8 @@ from pathlib import Path
 
 from blueprintd.api.cel import CelBudget
 from blueprintd.api.limits import BlueprintLimits
+
+DEFAULT_DRIFT_RESYNC_SECONDS = 300.0  # as drift.monitor.DEFAULT_RESYNC_SECONDS
 
 
 def parse_mirrors(items: list[str]) -> dict[str, str]:
@@ -26,6 +47,20 @@ def parse_mirrors(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes")
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r}: expected a number of seconds") from None
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     namespace: str = "blueprintd-system"
@@ -39,19 +74,31 @@ class OperatorSettings:
     webhook_port: int = 0  # 0: no GitSource push-webhook receiver
     peering: str | None = None  # kopf peering name for HA; None: standalone
     kubeconfig: str | None = None  # management cluster; None: in-cluster credentials
+    operator_user: str = ""  # the operator's user on members; "": ask each member
+    drift_resync_seconds: float = DEFAULT_DRIFT_RESYNC_SECONDS
+    git_allow_file_urls: bool = False
+    debug: bool = False
     # Untrusted Blueprint content (docs/blueprints.md, "Limits"): validate-time limits, and the
     # CEL budget every render runs under.
     blueprint_limits: BlueprintLimits = field(default_factory=BlueprintLimits)
     cel_budget: CelBudget = field(default_factory=CelBudget)
 
     @classmethod
-    def from_env(cls, **overrides: object) -> OperatorSettings:
-        env = os.environ
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> OperatorSettings:
+        """Settings from the environment (``os.environ`` unless given), then ``overrides``
+        (the command-line flags; None means "not given")."""
+        env = os.environ if env is None else env
         base: dict[str, object] = {
-            "namespace": env.get("BLUEPRINTD_NAMESPACE", cls.namespace),
+            "namespace": env.get("BLUEPRINTD_NAMESPACE") or cls.namespace,
             "chart_mirrors": parse_mirrors([env.get("BLUEPRINTD_CHART_MIRRORS", "")]),
-            "member_resync_seconds": float(env.get("BLUEPRINTD_MEMBER_RESYNC", cls.member_resync_seconds)),
-            "metrics_port": int(env.get("BLUEPRINTD_METRICS_PORT", cls.metrics_port)),
+            "member_resync_seconds": _number(env, "BLUEPRINTD_MEMBER_RESYNC", cls.member_resync_seconds),
+            "metrics_port": int(_number(env, "BLUEPRINTD_METRICS_PORT", cls.metrics_port)),
+            "webhook_port": int(_number(env, "BLUEPRINTD_WEBHOOK_PORT", cls.webhook_port)),
+            "kubeconfig": env.get("KUBECONFIG") or None,
+            "operator_user": env.get("BLUEPRINTD_OPERATOR_USER", ""),
+            "drift_resync_seconds": _number(env, "BLUEPRINTD_DRIFT_RESYNC", DEFAULT_DRIFT_RESYNC_SECONDS),
+            "git_allow_file_urls": _flag(env.get("BLUEPRINTD_GIT_ALLOW_FILE_URLS", "")),
+            "debug": bool(env.get("BLUEPRINTD_DEBUG")),
             **limits_from_env(env),
         }
         base.update({k: v for k, v in overrides.items() if v is not None})

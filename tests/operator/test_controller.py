@@ -1,0 +1,178 @@
+"""The Controller in process, against an in-memory management store (no API server, no kopf).
+
+The store keeps objects as the API server would (status writes are merge patches) and counts
+every write, so these tests see exactly what a quiet resync writes: nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from blueprintd.api.mergepatch import apply_merge_patch
+from blueprintd.errors import ClusterError
+from blueprintd.operator.controller import Controller
+from blueprintd.operator.settings import OperatorSettings
+
+REPO = Path(__file__).resolve().parents[2]
+NS = "blueprintd-system"
+
+
+class MemoryStore:
+    """The subset of ``ManagementStore`` the controller uses, in memory."""
+
+    namespace = NS
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.writes: list[tuple[str, str, dict[str, Any]]] = []
+        self.events: list[tuple[str, str]] = []
+
+    def put(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        obj.setdefault("kind", kind)
+        self.objects[(kind, obj["metadata"]["name"])] = obj
+        return obj
+
+    def delete(self, kind: str, name: str) -> None:
+        del self.objects[(kind, name)]
+
+    def fresh(self, kind: str, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.objects[(kind, name)])
+
+    async def list(self, kind: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for (k, _), o in sorted(self.objects.items()) if k == kind]
+
+    async def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        obj = self.objects.get((kind, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    async def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.writes.append(("create", body["metadata"]["name"], body))
+        return self.put(kind, body)
+
+    async def write_status(self, kind: str, obj: dict[str, Any], patch: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        self.writes.append((f"{kind}/status", name, patch))
+        stored = self.objects[(kind, name)]
+        stored["status"] = apply_merge_patch(stored.get("status"), patch)
+        obj["status"] = apply_merge_patch(obj.get("status"), patch)
+
+    async def secret_value(self, name: str, key: str, namespace: str | None = None) -> str:
+        raise ClusterError(f"Secret {namespace or NS}/{name}: Not Found")
+
+    async def event(self, obj: dict[str, Any], reason: str, message: str, type_: str = "Normal") -> None:
+        self.events.append((reason, message))
+
+
+def member(name: str, **labels: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "blueprintd.io/v1alpha1",
+        "kind": "MemberCluster",
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
+        "spec": {"kubeconfigSecretRef": {"name": f"{name}-kubeconfig"}},
+    }
+
+
+def blueprint_doc() -> dict[str, Any]:
+    doc = yaml.safe_load((REPO / "blueprints" / "gpu-platform" / "blueprint.yaml").read_text())
+    doc["metadata"]["namespace"] = NS
+    doc["metadata"]["generation"] = 1
+    return dict(doc)
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def controller(store: MemoryStore, tmp_path: Path) -> Controller:
+    return Controller(store, OperatorSettings(workdir=tmp_path))  # type: ignore[arg-type]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_publish_captures_a_revision_once_and_a_second_publish_writes_nothing(
+    store: MemoryStore, controller: Controller
+) -> None:
+    store.put("Blueprint", blueprint_doc())
+    run(controller.publish(store.fresh("Blueprint", "gpu-platform")))
+    [(verb, rev_name, _), (what, _, patch)] = store.writes
+    assert verb == "create" and rev_name.startswith("gpu-platform-v")
+    assert what == "Blueprint/status" and patch["revision"] == rev_name
+    assert store.events[0][0] == "RevisionCreated"
+    store.writes.clear()
+    run(controller.publish(store.fresh("Blueprint", "gpu-platform")))
+    assert store.writes == []
+
+
+def test_a_deleted_member_leaves_the_rollout_and_the_fleet_goes_quiet(
+    store: MemoryStore, controller: Controller
+) -> None:
+    """The issue-14 write loop: assignments of a deleted member stayed forever, and every
+    rollout resync patched the Blueprint again."""
+    store.put("Blueprint", blueprint_doc())
+    for name in ("alpha", "beta", "ghost"):
+        store.put("MemberCluster", member(name))
+    run(controller.publish(store.fresh("Blueprint", "gpu-platform")))
+    run(controller.rollout(store.fresh("Blueprint", "gpu-platform")))
+    version = store.fresh("Blueprint", "gpu-platform")["spec"]["version"]
+    rollout = store.fresh("Blueprint", "gpu-platform")["status"]["rollout"]
+    assert rollout["assignments"] == {"alpha": version}, "the canary wave first"
+    store.delete("MemberCluster", "alpha")
+    store.delete("MemberCluster", "ghost")
+    store.writes.clear()
+    run(controller.rollout(store.fresh("Blueprint", "gpu-platform")))
+    [(_, _, patch)] = store.writes
+    assert patch["rollout"]["assignments"]["alpha"] is None, "removed on the server, not just left out"
+    assert "alpha" not in store.fresh("Blueprint", "gpu-platform")["status"]["rollout"]["assignments"]
+    assert "ghost" not in str(store.fresh("Blueprint", "gpu-platform")["status"]["rollout"]["waves"])
+    store.writes.clear()
+    for _ in range(3):
+        run(controller.rollout(store.fresh("Blueprint", "gpu-platform")))
+    assert store.writes == [], "a quiet fleet makes no write"
+
+
+def test_a_relabelled_member_leaves_the_rollout(store: MemoryStore, controller: Controller) -> None:
+    store.put("Blueprint", blueprint_doc())
+    store.put("MemberCluster", member("alpha"))
+    run(controller.publish(store.fresh("Blueprint", "gpu-platform")))
+    run(controller.rollout(store.fresh("Blueprint", "gpu-platform")))
+    assert set(store.fresh("Blueprint", "gpu-platform")["status"]["rollout"]["assignments"]) == {"alpha"}
+    store.put("MemberCluster", member("alpha", **{"blueprintd.io/gpu-platform": "disabled"}))
+    run(controller.rollout(store.fresh("Blueprint", "gpu-platform")))
+    st = store.fresh("Blueprint", "gpu-platform")["status"]
+    assert st["rollout"]["assignments"] == {} and st["matchedClusters"] == 0
+    store.writes.clear()
+    run(controller.rollout(store.fresh("Blueprint", "gpu-platform")))
+    assert store.writes == []
+
+
+def test_an_unreachable_member_is_reported_once_then_left_alone(store: MemoryStore, controller: Controller) -> None:
+    store.put("MemberCluster", member("ghost"))
+    run(controller.reconcile_member(store.fresh("MemberCluster", "ghost")))
+    [(what, name, patch)] = store.writes
+    assert (what, name) == ("MemberCluster/status", "ghost")
+    assert patch["reachable"] is False and "Not Found" in patch["lastError"]
+    [reach] = patch["conditions"]
+    assert (reach["type"], reach["status"], reach["reason"]) == ("Reachable", "False", "ConnectFailed")
+    store.writes.clear()
+    for _ in range(3):
+        run(controller.reconcile_member(store.fresh("MemberCluster", "ghost")))
+    assert store.writes == []
+
+
+def test_a_paused_member_is_not_touched(store: MemoryStore, controller: Controller) -> None:
+    mc = member("alpha")
+    mc["spec"]["paused"] = True
+    store.put("MemberCluster", mc)
+    run(controller.reconcile_member(store.fresh("MemberCluster", "alpha")))
+    assert store.writes == []

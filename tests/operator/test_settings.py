@@ -1,0 +1,34 @@
+"""OperatorSettings: the one place the environment is read."""
+
+from __future__ import annotations
+
+import pytest
+
+from blueprintd.operator.settings import OperatorSettings
+
+
+def test_environment_values_are_read_and_flags_win() -> None:
+    env = {
+        "BLUEPRINTD_NAMESPACE": "fleet",
+        "BLUEPRINTD_CHART_MIRRORS": "https://a=http://127.0.0.1:1,https://b=http://127.0.0.1:2",
+        "BLUEPRINTD_DRIFT_RESYNC": "5",
+        "BLUEPRINTD_OPERATOR_USER": "op",
+        "BLUEPRINTD_GIT_ALLOW_FILE_URLS": "1",
+        "BLUEPRINTD_DEBUG": "1",
+        "KUBECONFIG": "/tmp/mgmt.kubeconfig",
+    }
+    s = OperatorSettings.from_env(env, namespace=None, metrics_port=9090)
+    assert s.namespace == "fleet" and s.metrics_port == 9090
+    assert s.chart_mirrors == {"https://a": "http://127.0.0.1:1", "https://b": "http://127.0.0.1:2"}
+    assert (s.drift_resync_seconds, s.operator_user, s.git_allow_file_urls, s.debug) == (5.0, "op", True, True)
+    assert s.kubeconfig == "/tmp/mgmt.kubeconfig"
+    assert OperatorSettings.from_env(env, kubeconfig="/flag").kubeconfig == "/flag"
+
+
+def test_an_empty_environment_gives_the_defaults() -> None:
+    assert OperatorSettings.from_env({}) == OperatorSettings()
+
+
+def test_a_bad_number_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="BLUEPRINTD_DRIFT_RESYNC='soon'"):
+        OperatorSettings.from_env({"BLUEPRINTD_DRIFT_RESYNC": "soon"})
