@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from blueprintd.api import membercluster
+from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import Blueprint, BlueprintStatus, UnselectAction
 from blueprintd.api.membercluster import MemberCluster, MemberClusterStatus
 from blueprintd.api.params import shorthand_issues
@@ -48,7 +50,7 @@ from blueprintd.rollout import decide
 
 log = logging.getLogger("blueprintd.operator")
 
-__all__ = ["PAUSE_ANNOTATION", "RESUME_ANNOTATION", "ROLLBACK_ANNOTATION", "Controller"]
+__all__ = ["PAUSE_ANNOTATION", "RESUME_ANNOTATION", "ROLLBACK_ANNOTATION", "Controller", "MemberReconcile"]
 
 PAUSE_ANNOTATION = "blueprintd.io/rollout-paused"
 RESTORE_ANNOTATION = membercluster.RESTORE_ANNOTATION
@@ -61,6 +63,23 @@ def now() -> datetime:
 
 def _errors(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
+
+
+@dataclass(frozen=True)
+class MemberReconcile:
+    """What one reconcile of a member did, for whoever called it (the drift hand-off, tests).
+
+    Each ``Applied`` outcome carries the ``ReconcileResult``: the plan it carried out and the
+    writes it made on the member."""
+
+    cluster: str
+    outcomes: list[status.Outcome] = field(default_factory=list)
+    status: MemberClusterStatus | None = None  # the folded status; None when paused
+    patched: bool = False  # a status write happened
+
+    @property
+    def writes(self) -> int:
+        return sum(o.result.writes for o in self.outcomes if isinstance(o, status.Applied))
 
 
 def _blueprint_status(bp: dict[str, Any]) -> BlueprintStatus:
@@ -78,7 +97,7 @@ class Controller:
         )
         self._rendered: dict[tuple[str, str], DesiredState] = {}  # (cluster, blueprint), for drift
 
-    async def _write(self, kind: str, obj: dict[str, Any], new: Any, keys: tuple[str, ...]) -> bool:
+    async def _write(self, kind: str, obj: dict[str, Any], new: ApiModel, keys: tuple[str, ...]) -> bool:
         """Patch what changed of ``keys`` (nothing at all when nothing did); True when written."""
         patch = status.status_patch(obj.get("status"), new, keys)
         if patch is None:
@@ -206,7 +225,7 @@ class Controller:
         if cached:
             cached[1].close()
 
-    async def reconcile_member(self, raw: dict[str, Any]) -> None:
+    async def reconcile_member(self, raw: dict[str, Any]) -> MemberReconcile:
         """Bring one member cluster to the versions its Blueprints assign it.
 
         read → per-Blueprint pipeline and apply → fold → patch → hand the applied desired states
@@ -216,22 +235,22 @@ class Controller:
         previous = mc.status or MemberClusterStatus()
         started = time.monotonic()
         if mc.spec.paused:
-            return
+            return MemberReconcile(name)
         try:
             session = await self._session(mc)
             k8s_version = await session.version()
             facts = await collect_facts(session, mc)
-        except Exception as exc:
+        except Exception as exc:  # a refused kubeconfig, or the member is down or refusing us
             metrics.RECONCILES.labels(kind="MemberCluster", result="unreachable").inc()
             self.forget(name)
             if isinstance(exc, BlueprintdError):
                 reason, message = "ConnectFailed", str(exc)
             else:  # urllib3/kubernetes errors
                 reason, message = "Unreachable", f"member API server unreachable: {type(exc).__name__}"
-            await self._write(
-                "MemberCluster", raw, status.fold_unreachable(previous, reason, message, now()), status.UNREACHABLE_KEYS
+            down = status.fold_unreachable(previous, reason, message, now())
+            return MemberReconcile(
+                name, status=down, patched=await self._write("MemberCluster", raw, down, status.UNREACHABLE_KEYS)
             )
-            return
 
         # `blueprintd drift restore` sets the annotation; a value not carried out yet makes this
         # reconcile also apply the drift that notify/block modes otherwise leave alone.
@@ -245,7 +264,7 @@ class Controller:
             restore=restore,
         )
         new = status.fold_member(previous, observed, now())
-        await self._write("MemberCluster", raw, new, status.MEMBER_KEYS)
+        patched = await self._write("MemberCluster", raw, new, status.MEMBER_KEYS)
         states = {p.blueprint: p.state for p in new.blueprints}
         ready = [d for (c, b), d in self._rendered.items() if c == name and states.get(b) in ("Ready", "Drifted")]
         await self.drift.track(name, session, ready, raw)
@@ -253,6 +272,7 @@ class Controller:
         metrics.CLUSTER_READY.labels(cluster=name).set(1 if all_ready and not new.last_error else 0)
         metrics.RECONCILES.labels(kind="MemberCluster", result="ok" if not new.last_error else "failed").inc()
         metrics.RECONCILE_SECONDS.labels(kind="MemberCluster").observe(time.monotonic() - started)
+        return MemberReconcile(name, outcomes, new, patched)
 
     async def _outcomes(
         self, session: MemberSession, mc: MemberCluster, previous: MemberClusterStatus, facts: Any, restore: bool
