@@ -23,6 +23,7 @@ from blueprintd.api.blueprint import (
     Readiness,
     ReadinessCheck,
 )
+from blueprintd.api.ref import ObjectRef
 
 TENANT_LABEL = "blueprintd.io/tenant"
 
@@ -81,16 +82,9 @@ def with_namespace(obj: dict[str, Any], namespace: str | None) -> dict[str, Any]
     return {**obj, "metadata": {**meta, "namespace": namespace}}
 
 
-def object_key(obj: dict[str, Any]) -> tuple[str, str, str, str]:
+def object_key(obj: dict[str, Any]) -> ObjectRef:
     """``(apiVersion, kind, namespace, name)`` of a manifest (missing parts are '')."""
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    assert isinstance(meta, dict)
-    return (
-        str(obj.get("apiVersion", "")),
-        str(obj.get("kind", "")),
-        str(meta.get("namespace") or ""),
-        str(meta.get("name", "")),
-    )
+    return ObjectRef.of(obj)
 
 
 def _template_kind(template: dict[str, Any]) -> str:

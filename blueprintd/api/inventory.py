@@ -11,12 +11,12 @@ from typing import Any
 from pydantic import Field
 
 from blueprintd.api.base import ApiModel
+from blueprintd.api.ref import ObjectRef
 
 
 def object_key(obj: dict[str, Any]) -> str:
-    """``apiVersion|Kind|namespace|name``: stable identity of a manifest across renders."""
-    meta = obj.get("metadata") or {}
-    return "|".join((obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", "")))
+    """``apiVersion|Kind|namespace|name``: the stored form of the object's ``ObjectRef``."""
+    return ObjectRef.of(obj).key
 
 
 class InventoryObject(ApiModel):
@@ -30,12 +30,13 @@ class InventoryObject(ApiModel):
         ),
     )
 
+    @property
+    def object_ref(self) -> ObjectRef:
+        return ObjectRef.from_key(self.key)
+
     def ref(self) -> dict[str, Any]:
-        api_version, kind, namespace, name = self.key.split("|", 3)
-        meta: dict[str, Any] = {"name": name}
-        if namespace:
-            meta["namespace"] = namespace
-        return {"apiVersion": api_version, "kind": kind, "metadata": meta}
+        """A minimal manifest naming the object (for get and delete)."""
+        return self.object_ref.manifest()
 
 
 class InventoryRelease(ApiModel):

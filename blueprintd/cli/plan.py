@@ -34,8 +34,8 @@ def plan_data(result: Any) -> dict[str, Any]:
         "why": result.assignment.reason,
         "selected": result.selected,
         "empty": plan.empty,
-        "actions": [a.model_dump(by_alias=True, exclude_none=True, exclude={"object"}) for a in plan.actions()],
-        "held": [a.model_dump(by_alias=True, exclude_none=True, exclude={"object"}) for a in plan.held],
+        "actions": [a.model_dump(by_alias=True, exclude_none=True, exclude={"object", "ref"}) for a in plan.actions()],
+        "held": [a.model_dump(by_alias=True, exclude_none=True, exclude={"object", "ref"}) for a in plan.held],
     }
 
 

@@ -13,8 +13,8 @@ import threading
 import time
 from typing import Any
 
+from blueprintd.api.ref import ObjectRef as ObjectRef  # re-exported: the adapters name objects with it
 from blueprintd.errors import ClusterError
-from blueprintd.plan.ref import ObjectRef as ObjectRef  # re-exported: the adapters name objects with it
 
 FIELD_MANAGER = "blueprintd"
 

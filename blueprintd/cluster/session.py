@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from blueprintd.api.ref import ObjectRef
 from blueprintd.cluster.helm import HelmClient, HelmError
 from blueprintd.cluster.kubeconfig import write_private
-from blueprintd.cluster.objects import ApplyError, ObjectClient, ObjectRef
+from blueprintd.cluster.objects import ApplyError, ObjectClient
 from blueprintd.cluster.readiness import CHECK_API, gated_refs, object_ready
 from blueprintd.errors import ClusterError
 from blueprintd.plan.inventory import Inventory, object_key
@@ -169,18 +170,24 @@ class MemberSession:
 
     async def prune(self, action: Action) -> None:
         try:
-            if action.kind == "delete-object" and action.object is not None:
-                await asyncio.to_thread(self.objects.delete, ObjectRef.of(action.object))
+            ref = _ref_of(action)
+            if action.kind == "delete-object":
+                await asyncio.to_thread(self.objects.delete, ref)
             elif action.kind == "helm-uninstall":
-                ns, name = action.target.removeprefix("HelmRelease ").split("/", 1)
-                await self.helm.uninstall(name, ns)
+                await self.helm.uninstall(ref.name, ref.namespace)
         except (HelmError, ApplyError) as exc:
             raise StepFailed(action.addon or "prune", str(exc)) from exc
 
     async def label_nodes(self, action: Action) -> None:
         assert action.labels is not None
-        node = action.target.removeprefix("Node ")
         try:
-            await asyncio.to_thread(self.objects.label_node, node, action.labels)
+            await asyncio.to_thread(self.objects.label_node, _ref_of(action).name, action.labels)
         except ApplyError as exc:
             raise StepFailed("node-labels", str(exc)) from exc
+
+
+def _ref_of(action: Action) -> ObjectRef:
+    """What a planned write targets; the planner sets it on every action it makes."""
+    if action.ref is None:
+        raise StepFailed(action.addon or "plan", f"planned {action.kind} of {action.target} names no object")
+    return action.ref

@@ -26,11 +26,11 @@ from typing import Any, Literal
 from blueprintd.api.blueprint import DriftMode
 from blueprintd.api.driftreport import DriftReason
 from blueprintd.api.pointer import format_pointer
+from blueprintd.api.ref import ObjectRef
 from blueprintd.plan.compare import diff_owned, drop_nulls, ignored
 from blueprintd.plan.inventory import object_key
 from blueprintd.plan.live import LiveState, ReleaseState
 from blueprintd.plan.planner import desired_objects, extra_values, node_label_mode, object_diffs, wanted_node_labels
-from blueprintd.plan.ref import ObjectRef
 from blueprintd.render.desired import DesiredState, Step
 
 # "guarded": an object blueprintd creates but whose content is not compared — a namespace it

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import DriftMode
+from blueprintd.api.ref import ObjectRef
 from blueprintd.plan.compare import FieldDiff, diff_owned, drop_nulls, keep_ignored_live
 from blueprintd.plan.inventory import Inventory, content_hash, node_labels_hash, object_key, release_hash
 from blueprintd.plan.live import LiveState, ReleaseState
@@ -26,7 +27,8 @@ class Action(ApiModel):
 
     kind: ActionKind
     addon: str = ""
-    target: str = ""  # "HelmRelease ns/name", "Deployment ns/name", "Node name"
+    target: str = ""  # display text only: "HelmRelease ns/name", "v1|ConfigMap|ns|name", "Node name"
+    ref: ObjectRef | None = None  # what the action writes: the object, release or node
     reason: str = ""
     object: dict[str, Any] | None = None  # for apply
     labels: dict[str, str | None] | None = None  # for label-nodes
@@ -154,6 +156,7 @@ def plan_cluster(
                     addon=step.addon,
                     target=f"HelmRelease {key[0]}/{key[1]}",
                     reason=reason,
+                    ref=ObjectRef.release(*key),
                 )
                 held = not restore_drift and _held(step.drift.mode, applied_releases.get(key), release_hash(step.helm))
                 (plan.held if held else sp.actions).append(action)
@@ -169,7 +172,12 @@ def plan_cluster(
                     else ("fields differ: " + ", ".join(d.path for d in diffs[:5]))
                 )
                 action = Action(
-                    kind="apply", addon=step.addon, target=k, reason=first, object=apply_body(step, obj, current_obj)
+                    kind="apply",
+                    addon=step.addon,
+                    target=k,
+                    reason=first,
+                    object=apply_body(step, obj, current_obj),
+                    ref=ObjectRef.of(obj),
                 )
                 held = not restore_drift and _held(step.drift.mode, applied_objects.get(k), content_hash(obj))
                 (plan.held if held else sp.actions).append(action)
@@ -194,6 +202,7 @@ def plan_cluster(
                     target=o.key,
                     reason="no longer in the blueprint",
                     object=o.ref(),
+                    ref=o.object_ref,
                 )
             )
     for r in reversed(inventory.releases):
@@ -204,6 +213,7 @@ def plan_cluster(
                     addon=r.addon,
                     target=f"HelmRelease {r.namespace}/{r.name}",
                     reason="no longer in the blueprint",
+                    ref=ObjectRef.release(r.namespace, r.name),
                 )
             )
     return plan
@@ -251,6 +261,7 @@ def _label_actions(desired: DesiredState, live: LiveState, inventory: Inventory)
                     kind="label-nodes",
                     target=f"Node {node}",
                     labels=patch,
+                    ref=ObjectRef.node(node),
                     reason="labels " + ", ".join(f"{k}={v}" for k, v in patch.items()),
                 )
             )

@@ -171,3 +171,23 @@ def test_every_applied_manifest_carries_the_identity_labels_and_a_mode_change_re
     assert [(a.kind, a.reason) for a in actions] == [
         ("apply", "fields differ: metadata.labels.blueprintd.io/drift-mode")] * 2
     assert all((a.object or {})["metadata"]["labels"]["blueprintd.io/drift-mode"] == "block" for a in actions)
+
+
+def test_every_action_names_its_target_with_an_object_ref() -> None:
+    """The adapters act on ``Action.ref``; ``target`` is display text and is never parsed back."""
+    from blueprintd.api.ref import ObjectRef
+
+    old = desired()
+    install = plan_cluster(old, LiveState(node_labels={"n1": {}}), Inventory(blueprint="bp"))
+    gone = plan_cluster(desired(steps=[], nodeLabels=[]), converged_live(old), inventory_of(old))
+    refs = [a.ref for a in install.actions() + gone.actions()]
+    assert refs == [
+        ObjectRef.release("kai-scheduler", "kai"),
+        ObjectRef.of(CM),
+        ObjectRef.of(DEPLOY),
+        ObjectRef.node("n1"),
+        ObjectRef.node("n1"),  # the label blueprintd set is removed
+        ObjectRef.of(DEPLOY),
+        ObjectRef.of(CM),
+        ObjectRef.release("kai-scheduler", "kai"),
+    ]
