@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
 import subprocess
 import sys
 import time
@@ -57,8 +56,7 @@ class Operator:
     def __init__(self, fleet: Fleet, bins: Binaries, chart_repo: str, log: Path) -> None:
         self.args = [sys.executable, "-m", "blueprintd", "operator", "--kubeconfig", str(fleet.management.kubeconfig),
                      "-n", NS, "--helm", str(bins.helm), "--metrics-port", "0", "--member-resync", "2"]
-        self.mirrors = list(mirror_flags(chart_repo))
-        for m in self.mirrors:
+        for m in mirror_flags(chart_repo):
             self.args += ["--chart-mirror", m]
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -309,78 +307,6 @@ def test_exec_kubeconfig_is_refused_and_never_contacted(op_fleet: Fleet, operato
     kubectl(kube_binaries, op_fleet, "delete", "-n", NS, "membercluster/sneaky", "secret/sneaky-kubeconfig")
 
 
-# A quiet window long enough for many member (2 s) and rollout (2 s) resyncs; the issue asks
-# for a minute, BLUEPRINTD_TEST_QUIET_SECONDS shortens it (never below 30 s).
-QUIET_SECONDS = max(30.0, float(os.environ.get("BLUEPRINTD_TEST_QUIET_SECONDS", "60")))
-
-
-def refused_member(fleet: Fleet, name: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-    """A MemberCluster whose kubeconfig the operator refuses (exec auth): never reachable."""
-    cfg = yaml.safe_load(fleet.cluster("gamma").kubeconfig.read_text())
-    cfg["users"][0]["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "/bin/false"}}
-    return [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-kubeconfig", "namespace": NS},
-         "data": {"kubeconfig": base64.b64encode(yaml.safe_dump(cfg).encode()).decode()}},
-        {"apiVersion": "blueprintd.io/v1alpha1", "kind": "MemberCluster",
-         "metadata": {"name": name, "namespace": NS, "labels": labels},
-         "spec": {"kubeconfigSecretRef": {"name": f"{name}-kubeconfig"}}},
-    ]
-
-
-def assert_quiet(fleet: Fleet, seconds: float) -> None:
-    """No write at all in the management namespace, and none by the operator on any member."""
-    marks = {m.name: m.audit.mark() for m in fleet.members}
-    mgmt_mark = fleet.management.audit.mark()
-    time.sleep(seconds)
-    mgmt_writes = [w for w in fleet.management.audit.writes(mgmt_mark) if w.namespace == NS]
-    assert mgmt_writes == [], [(w.verb, w.resource, w.subresource, w.name, w.user) for w in mgmt_writes]
-    for m in fleet.members:
-        writes = m.audit.writes(marks[m.name], user=OPERATOR_USER)
-        assert writes == [], f"{m.name}: {[(w.verb, w.resource, w.name) for w in writes]}"
-
-
-def test_fleet_is_quiet_after_member_deletion_with_unreachable_and_relabelled_members(
-    op_fleet: Fleet, operator: Operator, kube_binaries: Binaries
-) -> None:
-    """Issue 14: a deleted member used to stay in status.rollout.assignments and the Blueprint
-    status was patched every 2 s, forever."""
-    selected = {"env": "test"}
-    docs = refused_member(op_fleet, "ghost", selected) + refused_member(op_fleet, "lost", selected)
-    kubectl(kube_binaries, op_fleet, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
-    wait_for(lambda: {"ghost", "lost"} <= set((bp_status(op_fleet).get("rollout") or {}).get("assignments") or {}),
-             timeout=60, what="the unreachable members to be assigned a version")
-    # Relabel beta out of the Blueprint's selection (onUnselect Orphan: its add-ons stay).
-    kubectl(kube_binaries, op_fleet, "label", "-n", NS, "membercluster/beta", "blueprintd.io/gpu-platform=disabled")
-    kubectl(kube_binaries, op_fleet, "delete", "-n", NS, "membercluster/ghost", "secret/ghost-kubeconfig")
-
-    def settled() -> bool:
-        assignments = (bp_status(op_fleet).get("rollout") or {}).get("assignments") or {}
-        return ("ghost" not in assignments and "beta" not in assignments
-                and not member_status(op_fleet, "beta").get("blueprints"))
-
-    wait_for(settled, timeout=60, what="the deleted and the relabelled member to leave the rollout")
-    assert member_status(op_fleet, "lost")["reachable"] is False
-    assert_quiet(op_fleet, QUIET_SECONDS)
-    # `blueprintd plan` runs the reconcile's own pipeline: it agrees there is nothing to do.
-    for name in ("alpha", "gamma"):
-        out = subprocess.run([sys.executable, "-m", "blueprintd", "plan", "gpu-platform", "--cluster", name,
-                              "--kubeconfig", str(op_fleet.management.kubeconfig), "-n", NS, "-o", "json",
-                              "--helm", str(kube_binaries.helm), *[f"--chart-mirror={m}" for m in operator.mirrors]],
-                             capture_output=True, text=True)
-        assert out.returncode == 0, out.stdout + out.stderr
-        assert json.loads(out.stdout)["actions"] == []
-    # Back to the three members, converged, for the scenarios that follow.
-    kubectl(kube_binaries, op_fleet, "delete", "-n", NS, "membercluster/lost", "secret/lost-kubeconfig")
-    kubectl(kube_binaries, op_fleet, "label", "-n", NS, "membercluster/beta", "blueprintd.io/gpu-platform-")
-
-    def back() -> bool:
-        assignments = (bp_status(op_fleet).get("rollout") or {}).get("assignments") or {}
-        beta = member_status(op_fleet, "beta").get("blueprints") or []
-        return set(assignments) == {"alpha", "beta", "gamma"} and [b["state"] for b in beta] == ["Ready"]
-
-    wait_for(back, timeout=120, what="beta to be selected and Ready again")
-
-
 def test_version_reused_with_other_content_is_refused(op_fleet: Fleet, operator: Operator,
                                                        kube_binaries: Binaries) -> None:
     # The CRD refuses an in-place content change; deleting and re-creating the Blueprint
@@ -400,11 +326,3 @@ def test_version_reused_with_other_content_is_refused(op_fleet: Fleet, operator:
         assert m.audit.writes(marks[m.name], user=OPERATOR_USER) == [], "nothing reaches a member"
     events = kubectl(kube_binaries, op_fleet, "get", "events", "-n", NS, "-o", "json")
     assert any(e["reason"] == "VersionReused" for e in json.loads(events)["items"])
-
-
-def test_fleet_is_quiet_after_the_blueprint_is_deleted(op_fleet: Fleet, operator: Operator,
-                                                       kube_binaries: Binaries) -> None:
-    kubectl(kube_binaries, op_fleet, "delete", "-n", NS, "blueprint/gpu-platform")
-    wait_for(lambda: all(not member_status(op_fleet, m.name).get("blueprints") for m in op_fleet.members),
-             timeout=60, what="every member to release the deleted Blueprint")
-    assert_quiet(op_fleet, QUIET_SECONDS)
