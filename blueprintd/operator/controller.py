@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from blueprintd.api import membercluster
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import Blueprint, BlueprintStatus, UnselectAction
-from blueprintd.api.membercluster import MemberCluster, MemberClusterStatus
+from blueprintd.api.membercluster import BlueprintProgress, MemberCluster, MemberClusterStatus
 from blueprintd.api.params import shorthand_issues
 from blueprintd.api.revision import revision_name
 from blueprintd.cluster.management import ManagementStore
@@ -346,7 +346,9 @@ class Controller:
             )
         return status.Applied(bp_name, version, result, on_unselect, prepared.revision.content_hash)
 
-    async def _unselect(self, session: MemberSession, mc: MemberCluster, bp_name: str, entry: Any, action: str) -> str:
+    async def _unselect(
+        self, session: MemberSession, mc: MemberCluster, bp_name: str, entry: BlueprintProgress, action: str
+    ) -> str:
         """A Blueprint no longer selects this cluster: stop managing what it installed, and with
         ``onUnselect: Prune`` remove it (reverse install order, node labels included). Returns
         an error message, or "" when done."""
