@@ -39,7 +39,7 @@ class ObjectClient:
         # What this client deleted or un-labelled, and when (time.monotonic()): a deletion
         # leaves no field manager behind, so drift detection asks here whether a vanished
         # object or label was the operator's own prune rather than drift.
-        self.removed: dict[str, float] = {}
+        self.removed: dict[ObjectRef, float] = {}
 
     def _resource(self, api_version: str, kind: str) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
@@ -101,7 +101,7 @@ class ObjectClient:
             res = self._resource(ref.api_version, ref.kind)
         except ApplyError:
             return False  # its CRD is gone, so is the object
-        self.removed[str(ref)] = time.monotonic()
+        self.removed[ref] = time.monotonic()
         try:
             res.delete(name=ref.name, namespace=ref.namespace or None)
         except ApiException as exc:
@@ -129,7 +129,7 @@ class ObjectClient:
 
         res = self._resource("v1", "Node")
         if any(v is None for v in labels.values()):
-            self.removed[f"Node {name}"] = time.monotonic()
+            self.removed[ObjectRef.node(name)] = time.monotonic()
         try:
             res.patch(
                 name=name,

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from blueprintd.api.blueprint import DriftMode
 from blueprintd.api.driftreport import DriftReason
 from blueprintd.api.pointer import format_pointer
-from blueprintd.api.ref import ObjectRef
+from blueprintd.api.ref import RELEASE_API_VERSION, RELEASE_KIND, ObjectRef
 from blueprintd.plan.compare import diff_owned, drop_nulls, ignored
 from blueprintd.plan.inventory import object_key
 from blueprintd.plan.live import LiveState, ReleaseState
@@ -44,8 +44,6 @@ Reason = DriftReason
 
 # Field managers that are blueprintd itself: a field they own is the operator's own value.
 OPERATOR_MANAGERS = frozenset({"blueprintd"})
-RELEASE_API_VERSION = "helm.sh/v3"
-RELEASE_KIND = "HelmRelease"
 HELM_MANAGED_BY = {"app.kubernetes.io/managed-by": "Helm"}
 MAX_VALUE_CHARS = 1024
 REDACTED = "<redacted>"

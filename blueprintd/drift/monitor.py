@@ -574,7 +574,7 @@ class ClusterMonitor:
             return True
         ref = d.target.ref
         if d.reason in ("deleted", "label-removed"):
-            key = str(ref) if d.reason == "deleted" else f"Node {ref.name}"
+            key = ref if d.reason == "deleted" else Ref.node(ref.name)
             if self.session.objects.removed.get(key, 0.0) > self.tracked_at:
                 return True
         release = self._release_of(d.target)
