@@ -11,8 +11,12 @@ can die at any point and another one continues from the object. Three rules make
   again with the same inputs and the returned status as ``previous`` therefore returns an
   equal status, and the operator skips the write.
 * **Frozen waves.** The wave plan is computed once, when a target version first appears, and
-  stored. Clusters added later join the last wave; clusters removed later are dropped; nothing
-  is reshuffled.
+  stored. Clusters added later (or losing their pin while in no wave) join the last wave;
+  clusters removed later are dropped; nothing is reshuffled. A cluster joining a wave that has
+  already started is assigned the target with it (rule 5) without being gated again, even if
+  an earlier wave has turned unhealthy since: that holds the next wave back, it does not stop
+  a started one. Joining while the rollout is paused or stopped, it moves as soon as the
+  rollout resumes with its wave (rule 2): a pause only delays it.
 
 Semantics, in the order ``decide`` applies them:
 

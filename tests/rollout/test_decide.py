@@ -487,6 +487,36 @@ def test_new_cluster_joining_mid_rollout_lands_in_the_last_wave() -> None:
     assert s.assignments["member-0"] == OLD and "member-9" not in s.assignments
 
 
+def test_cluster_unpinned_while_paused_moves_with_its_running_wave_on_resume() -> None:
+    """A pause delays a late joiner of the running wave; it does not subject it to the gate again.
+
+    member-9 is pinned when the rollout starts, so it is in no wave. It loses its pin while the
+    last wave runs and the canary is unreachable (which holds the rollout, not the running wave).
+    """
+    clusters = [*fleet(5), view("member-9", pinned_version=OLD)]
+    s = step(CANARY_1_BY_2, NEW, clusters, None)
+    assert s.waves == [["member-1"], ["member-2", "member-3"], ["member-4", "member-5"]]
+    clusters = ready(clusters, ["member-1"])
+    s = step(CANARY_1_BY_2, NEW, clusters, s, at(10))
+    clusters = ready(clusters, ["member-2", "member-3"])
+    s = step(CANARY_1_BY_2, NEW, clusters, s, at(20))
+    assert (s.wave, moving(s)) == (2, ["member-1", "member-2", "member-3", "member-4", "member-5"])
+    clusters = update(clusters, "member-1", reachable=False, last_contact=at(25))
+    held = step(CANARY_1_BY_2, NEW, clusters, s, at(30))
+    assert (held.phase, held.wave) == ("Progressing", 2)
+
+    clusters = update(clusters, "member-9", pinned_version=None)
+    s = step(CANARY_1_BY_2, NEW, clusters, held, at(40), paused=True)
+    assert s.waves[-1] == ["member-4", "member-5", "member-9"]
+    assert s.assignments["member-9"] == OLD, "nothing starts moving while paused"
+    s = step(CANARY_1_BY_2, NEW, clusters, s, at(50))
+    # The same as losing the pin without the pause: member-9 moves with its wave at once.
+    unpaused = step(CANARY_1_BY_2, NEW, clusters, held, at(50))
+    assert s.assignments == unpaused.assignments
+    assert (s.phase, s.wave, s.assignments["member-9"]) == ("Progressing", 2, NEW)
+    assert s.message == "wave 3/3: member-4, member-5, member-9 converging; member-1 unreachable"
+
+
 def test_removed_cluster_leaves_its_wave_without_reshuffling() -> None:
     clusters = fleet(5)
     s = step(CANARY_1_BY_2, NEW, clusters, None)
@@ -617,6 +647,7 @@ def check_invariants(
     previous: RolloutStatus | None,
     previous_clusters: dict[str, ClusterView],
     paused: bool,
+    late: set[str],
 ) -> None:
     # Pinned clusters always get their pin; nothing is assigned to clusters that are gone.
     for c in clusters.values():
@@ -627,7 +658,8 @@ def check_invariants(
 
     # At most one wave beyond the fully-Ready waves is newly given the target: a cluster only
     # starts moving to the target when every earlier wave is healthy at it in this very call.
-    # (A cluster that joins, or loses its pin, during a rollout may join the running wave.)
+    # The one exception is a late joiner (see ``late_joiners``) of a wave that is running: it
+    # moves with that wave, however healthy the earlier waves are now.
     prefix = 0
     for names in status.waves:
         if all(healthy(clusters[n], target) for n in names if clusters[n].pinned_version is None):
@@ -644,8 +676,7 @@ def check_invariants(
             continue
         wave = status.wave_of(name)
         assert wave is not None, f"{name} moves to the target without being in a wave"
-        rejoined = previous_clusters.get(name) is None or previous_clusters[name].pinned_version is not None
-        if same and rejoined and previous is not None and (wave <= previous.wave):
+        if name in late and previous is not None and wave <= min(previous.wave, status.wave):
             continue
         assert wave <= prefix, f"{name} (wave {wave}) moves while only {prefix} waves are Ready: {status}"
         assert not paused, "nothing starts moving while paused"
@@ -668,6 +699,34 @@ def check_invariants(
                 assert status.assignments[c.name] == target
     if status.phase == "Progressing":
         assert status.wave < len(status.waves)
+
+
+def late_joiners(
+    status: RolloutStatus,
+    clusters: dict[str, ClusterView],
+    previous: RolloutStatus | None,
+    previous_clusters: dict[str, ClusterView],
+    late: set[str],
+) -> set[str]:
+    """Clusters that joined a wave after it had started (appeared, or lost their pin, mid-rollout).
+
+    decide.py lets such a cluster move with its running wave without gating it again: at once,
+    or, when it joined while the rollout was paused or stopped, when the rollout resumes. It
+    stays a late joiner until it has been given the target, the target changes, it leaves or
+    it is pinned again.
+    """
+    if previous is None or previous.target_version != status.target_version:
+        return set()
+    out: set[str] = set()
+    for name, c in clusters.items():
+        wave = status.wave_of(name)
+        if c.pinned_version is not None or wave is None:
+            continue
+        joined = name not in previous_clusters or previous_clusters[name].pinned_version is not None
+        waiting = previous.assignments.get(name) != status.target_version
+        if (name in late and waiting) or (joined and wave <= previous.wave):
+            out.add(name)
+    return out
 
 
 def evolve(
@@ -739,6 +798,7 @@ def test_property_random_fleets_and_state_sequences(data: hs.DataObject) -> None
     clusters = {n: new_cluster(data, n, now) for n in names}
     previous: RolloutStatus | None = None
     previous_clusters: dict[str, ClusterView] = {}
+    late: set[str] = set()
     token = 0
     for _ in range(data.draw(hs.integers(1, 20), label="steps")):
         now += timedelta(seconds=data.draw(hs.integers(0, TIMEOUT + 60)))
@@ -746,7 +806,8 @@ def test_property_random_fleets_and_state_sequences(data: hs.DataObject) -> None
         paused = data.draw(hs.sampled_from([False, False, False, True]), label="paused")
         token += data.draw(hs.sampled_from([0, 0, 0, 1]), label="resume")
         status = step(strategy, target, list(clusters.values()), previous, now, paused, resume_token=f"t{token}")
-        check_invariants(status, target, clusters, previous, previous_clusters, paused)
+        late = late_joiners(status, clusters, previous, previous_clusters, late)
+        check_invariants(status, target, clusters, previous, previous_clusters, paused, late)
         hypothesis.event(f"phase {status.phase}")
         if status.wave > 1 and status.phase != "Complete":
             hypothesis.event("wave 3+ reached")
