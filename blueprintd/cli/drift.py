@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from blueprintd.cli.fleetview import KubeconfigOpt, NamespaceOpt, _api, _list, err
+from blueprintd.cli.output import name_column, stdout_console
 
 OutputFmt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
 
@@ -75,7 +76,8 @@ def _ref(obj: dict[str, Any]) -> str:
 
 def render_drift(data: dict[str, Any], console: Console, detail: bool) -> None:
     ct = Table(title="Drift per member cluster")
-    for col in ("cluster", "open", "remediated", "notified", "protected", "updated"):
+    name_column(ct, "cluster", (c["name"] for c in data["clusters"]))
+    for col in ("open", "remediated", "notified", "protected", "updated"):
         ct.add_column(col)
     for c in data["clusters"]:
         s = c["summary"]
@@ -96,7 +98,9 @@ def render_drift(data: dict[str, Any], console: Console, detail: bool) -> None:
     if not rows:
         return
     et = Table(title="Drifted fields" if detail else "Open drift")
-    for col in ("cluster", "blueprint/add-on", "object", "field", "expected", "actual", "by", "action", "seen"):
+    name_column(et, "cluster", (name for name, _ in rows))
+    name_column(et, "blueprint/add-on", (f"{e.get('blueprint', '')}/{e.get('addon') or '-'}" for _, e in rows))
+    for col in ("object", "field", "expected", "actual", "by", "action", "seen"):
         et.add_column(col, overflow="fold")
     for name, e in rows:
         state = e["action"] if not e.get("resolvedAt") else f"{e['action']} (resolved)"
@@ -155,7 +159,7 @@ def drift_cmd(
         err.print(f"[red]error:[/red] unknown output {output!r}: use table, json or yaml")
         raise typer.Exit(2)
     api = _api(kubeconfig)
-    console = Console()
+    console = stdout_console()
     last = ""
     while True:
         data = drift_summary(_list(api, namespace, "driftreports"), _list(api, namespace, "memberclusters"), cluster)

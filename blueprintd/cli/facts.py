@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from blueprintd.api.facts import ClusterFacts, FactSource, NodeGpuInventory, NodePool
+from blueprintd.cli.output import name_column, stdout_console
 from blueprintd.errors import BlueprintdError, ClusterError
 from blueprintd.facts.collect.model import PRECEDENCE
 from blueprintd.facts.collect.slices import DEFAULT_DRA_DRIVER
@@ -84,7 +85,7 @@ def _mig_summary(gpu_mig: list[str]) -> str:
 
 
 def render_inventory(inventory: NodeGpuInventory) -> None:
-    out = Console(soft_wrap=True)
+    out = stdout_console(soft_wrap=True)
     out.print(
         f"[bold]{inventory.node_name or 'this machine'}[/bold]: driver {inventory.driver_version or '?'}, "
         f"CUDA {inventory.cuda_driver_version or '?'}, {inventory.device_count} GPU(s)",
@@ -134,11 +135,12 @@ def _per_node(pool: NodePool) -> str:
 
 
 def render_cluster(facts: ClusterFacts) -> None:
-    console = Console(soft_wrap=True)
+    console = stdout_console(soft_wrap=True)
     version = f" ({facts.kubernetes_version})" if facts.kubernetes_version else ""
     console.print(f"[bold]{facts.cluster}[/bold]{version}: {len(facts.pools)} pool(s)", highlight=False)
     table = Table()
-    for col in ("pool", "nodes", "product", "GPUs/node", "GPUs", "memory", "MIG", "driver", "sources"):
+    name_column(table, "pool", (p.name for p in facts.pools))
+    for col in ("nodes", "product", "GPUs/node", "GPUs", "memory", "MIG", "driver", "sources"):
         table.add_column(col, overflow="fold")
     for pool in facts.pools:
         mig = ""
@@ -161,7 +163,8 @@ def render_cluster(facts: ClusterFacts) -> None:
     source_conflicts = [c for c in facts.conflicts if not c.pool]
     if source_conflicts:
         conflicts = Table(title="sources disagree (the first source wins)")
-        for col in ("node", "fact", "chosen", "other"):
+        name_column(conflicts, "node", (c.node for c in source_conflicts))
+        for col in ("fact", "chosen", "other"):
             conflicts.add_column(col, overflow="fold")
         for c in source_conflicts:
             conflicts.add_row(
@@ -174,7 +177,9 @@ def render_cluster(facts: ClusterFacts) -> None:
     node_conflicts = [c for c in facts.conflicts if c.pool]
     if node_conflicts:
         differ = Table(title="nodes of one pool differ (the pool reports the most common value)")
-        for col in ("pool", "node", "fact", "pool value", "node value"):
+        name_column(differ, "pool", (c.pool or "" for c in node_conflicts))
+        name_column(differ, "node", (c.node for c in node_conflicts))
+        for col in ("fact", "pool value", "node value"):
             differ.add_column(col, overflow="fold")
         for c in node_conflicts:
             differ.add_row(c.pool, c.node, c.field, c.chosen, f"{c.other} ({_SHORT_SOURCE[c.other_source]})")

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from blueprintd.api import GROUP, VERSION
+from blueprintd.cli.output import name_column, stdout_console
 from blueprintd.operator.controller import PAUSE_ANNOTATION, RESUME_ANNOTATION, ROLLBACK_ANNOTATION
 
 KubeconfigOpt = Annotated[
@@ -115,27 +116,31 @@ def status_cmd(
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        bt = blueprint_table(data["blueprints"])
-        ct = Table(title="Member clusters")
-        for col in ("cluster", "reachable", "blueprints", "add-ons", "drift", "pools", "last error"):
-            ct.add_column(col)
-        for c in data["clusters"]:
-            bps = ", ".join(f"{p['blueprint']}@{p['version']} {_state(p['state'])}" for p in c["blueprints"]) or "-"
-            pools = ", ".join(f"{p['pool']}x{p['nodes']}" for p in c["pools"])
-            ct.add_row(
-                c["name"],
-                "[green]yes[/green]" if c["reachable"] else "[red]no[/red]",
-                bps,
-                f"{c['addons']['ready']}/{c['addons']['total']}",
-                str(c["drift"]),
-                pools,
-                (c["lastError"] or "")[:80],
-            )
-        console = Console()
-        console.print(bt)
-        console.print(ct)
+        render_status(data, stdout_console())
     converged = all(c["reachable"] and c["ready"] for c in data["clusters"])
     raise typer.Exit(0 if converged else 1)
+
+
+def render_status(data: dict[str, Any], console: Console) -> None:
+    """The two ``status`` tables; names are never cut (see cli/output.py)."""
+    ct = Table(title="Member clusters")
+    name_column(ct, "cluster", (c["name"] for c in data["clusters"]))
+    for col in ("reachable", "blueprints", "add-ons", "drift", "pools", "last error"):
+        ct.add_column(col, overflow="fold")
+    for c in data["clusters"]:
+        bps = ", ".join(f"{p['blueprint']}@{p['version']} {_state(p['state'])}" for p in c["blueprints"]) or "-"
+        pools = ", ".join(f"{p['pool']}x{p['nodes']}" for p in c["pools"])
+        ct.add_row(
+            c["name"],
+            "[green]yes[/green]" if c["reachable"] else "[red]no[/red]",
+            bps,
+            f"{c['addons']['ready']}/{c['addons']['total']}",
+            str(c["drift"]),
+            pools,
+            (c["lastError"] or "")[:80],
+        )
+    console.print(blueprint_table(data["blueprints"]))
+    console.print(ct)
 
 
 def wave_label(wave: int | None, waves: int) -> str:
@@ -150,8 +155,9 @@ def wave_label(wave: int | None, waves: int) -> str:
 def blueprint_table(blueprints: list[dict[str, Any]]) -> Table:
     """The Blueprints table of ``status`` (rows as ``fleet_summary`` returns them)."""
     bt = Table(title="Blueprints")
-    for col in ("blueprint", "version", "rollout", "wave", "clusters ready", "message"):
-        bt.add_column(col)
+    name_column(bt, "blueprint", (b["name"] for b in blueprints))
+    for col in ("version", "rollout", "wave", "clusters ready", "message"):
+        bt.add_column(col, overflow="fold")
     for b in blueprints:
         phase = b["phase"] or ("[red]invalid[/red]" if not b["valid"] else "-")
         bt.add_row(
@@ -216,7 +222,7 @@ def rollout_status(
         json.dump(ro, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        console = Console()
+        console = stdout_console()
         console.print(f"[bold]{blueprint}[/bold] -> {ro.get('targetVersion', '?')}: {ro.get('phase', 'not started')}")
         console.print(ro.get("message", ""))
         console.print(rollout_table(ro))
