@@ -44,6 +44,7 @@ from blueprintd.drift.detect import Drift, DriftIndex, Ref, Target, node_target,
 from blueprintd.drift.respond import GUARD_MANAGER, Responder
 from blueprintd.drift.watch import ApiCounter, Changed, Lost, MemberWatch, StreamSpec, Synced
 from blueprintd.errors import BlueprintdError
+from blueprintd.operator import metrics
 from blueprintd.plan.planner import apply_body
 from blueprintd.render.desired import DesiredState
 
@@ -817,6 +818,7 @@ class ClusterMonitor:
         now = utcnow()
         report.prune(self.entries, now)
         st = report.status(self.entries, self.protected, now)
+        metrics.DRIFT_OPEN.labels(cluster=self.name).set(st["summary"].get("open", 0))
         if report.same_content(self.written, st):
             return
         store = self.parent.store

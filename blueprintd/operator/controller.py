@@ -161,8 +161,10 @@ class Controller:
             _blueprint_status(bp), bp["metadata"].get("generation"), rev_name, digest, version, now()
         )
         await self._write("Blueprint", bp, new, status.PUBLISH_KEYS)
+        metrics.BLUEPRINT_VALID.labels(blueprint=bp["metadata"]["name"]).set(1)
 
     async def _invalid(self, bp: dict[str, Any], reason: str, message: str) -> None:
+        metrics.BLUEPRINT_VALID.labels(blueprint=bp["metadata"]["name"]).set(0)
         new = status.fold_invalid(_blueprint_status(bp), bp["metadata"].get("generation"), reason, message, now())
         if await self._write("Blueprint", bp, new, status.INVALID_KEYS):
             await self.store.event(bp, reason, message, "Warning")
@@ -242,6 +244,7 @@ class Controller:
             facts = await collect_facts(session, mc)
         except Exception as exc:  # a refused kubeconfig, or the member is down or refusing us
             metrics.RECONCILES.labels(kind="MemberCluster", result="unreachable").inc()
+            metrics.CLUSTER_REACHABLE.labels(cluster=name).set(0)
             self.forget(name)
             if isinstance(exc, BlueprintdError):
                 reason, message = "ConnectFailed", str(exc)
@@ -269,6 +272,7 @@ class Controller:
         ready = [d for (c, b), d in self._rendered.items() if c == name and states.get(b) in ("Ready", "Drifted")]
         await self.drift.track(name, session, ready, raw)
         all_ready = any(c.type == "Ready" and c.status == "True" for c in new.conditions)
+        metrics.CLUSTER_REACHABLE.labels(cluster=name).set(1)
         metrics.CLUSTER_READY.labels(cluster=name).set(1 if all_ready and not new.last_error else 0)
         metrics.RECONCILES.labels(kind="MemberCluster", result="ok" if not new.last_error else "failed").inc()
         metrics.RECONCILE_SECONDS.labels(kind="MemberCluster").observe(time.monotonic() - started)

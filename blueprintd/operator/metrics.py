@@ -20,3 +20,19 @@ ROLLOUT_PHASE = Gauge(
     "Rollout phase per Blueprint: 0 Progressing, 1 Paused, 2 Complete, 3 Failed, 4 RolledBack.",
     ["blueprint"],
 )
+CLUSTER_REACHABLE = Gauge(
+    "blueprintd_member_cluster_reachable",
+    "1 when the operator reached the member's API server on its last reconcile, else 0.",
+    ["cluster"],
+)
+BLUEPRINT_VALID = Gauge(
+    "blueprintd_blueprint_valid",
+    "1 when the Blueprint's spec.version is published as a BlueprintRevision, 0 when it is refused "
+    "(invalid, version reused with different content, unknown version).",
+    ["blueprint"],
+)
+DRIFT_OPEN = Gauge(
+    "blueprintd_drift_open",
+    "Drift entries open on a member cluster: changes notify/block modes hold, or remediation not done yet.",
+    ["cluster"],
+)
