@@ -54,6 +54,9 @@ app.add_typer(drift_app, name="drift")
 from blueprintd.cli.plan import plan_cmd  # noqa: E402  (blueprintd plan)
 
 app.command("plan")(plan_cmd)
+from blueprintd.cli.diff import diff_cmd  # noqa: E402  (blueprintd diff)
+
+app.command("diff")(diff_cmd)
 # --- end COMMANDS ---
 
 
