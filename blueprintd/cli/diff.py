@@ -43,15 +43,16 @@ async def _run(
     from blueprintd.preview.select import parse_selector
 
     only = parse_selector(selector) if selector else None
-    store = ManagementStore(management_client(kubeconfig), namespace)
-    if path is not None:
+    candidates: list[Candidate] = []
+    if path is not None:  # bad input fails here, before any cluster is contacted
         bps = load_blueprints([path])
         if blueprint is not None:
             bps = [b for b in bps if b.name == blueprint]
         if not bps:
             raise BlueprintdError(f"{path} holds no Blueprint" + (f" named {blueprint!r}" if blueprint else ""))
         candidates = [Candidate(b, str(path)) for b in bps]
-    else:
+    store = ManagementStore(management_client(kubeconfig), namespace)
+    if not candidates:
         assert version is not None
         if blueprint is None:
             names = sorted(b["metadata"]["name"] for b in await store.list("Blueprint"))
@@ -126,7 +127,9 @@ def diff_cmd(
         list[str] | None,
         typer.Option("--chart-mirror", envvar="BLUEPRINTD_CHART_MIRRORS", help="UPSTREAM=MIRROR, as the operator."),
     ] = None,
-    helm: Annotated[Path | None, typer.Option("--helm", help="helm binary (default: the pinned one).")] = None,
+    helm: Annotated[
+        Path | None, typer.Option("--helm", help="helm binary (default: helm on PATH, else the pinned one).")
+    ] = None,
     kubeconfig: KubeconfigOpt = None,
     namespace: NamespaceOpt = "blueprintd-system",
 ) -> None:
@@ -158,10 +161,13 @@ def diff_cmd(
         err.print(f"[red]error:[/red] unknown output {output!r}: use table or json")
         raise typer.Exit(2)
     try:
-        if helm is None:
+        if helm is None:  # helm on PATH (a CI runner), else the pinned one of the dev tools
+            import shutil
+
             from blueprintd.devfleet.binaries import ensure
 
-            helm = ensure().helm
+            found = shutil.which("helm")
+            helm = Path(found) if found else ensure().helm
         data = asyncio.run(
             _run(path, version, blueprint, kubeconfig, namespace, cluster, selector,
                  parse_mirrors(list(chart_mirror or [])), helm)
@@ -174,7 +180,10 @@ def diff_cmd(
         raise typer.Exit(2) from None
     if output == "json":
         json.dump(
-            {**data.to_wire(), "exitCode": data.exit_code}, sys.stdout, indent=2, ensure_ascii=False
+            {**data.model_dump(by_alias=True, mode="json"), "exitCode": data.exit_code},
+            sys.stdout,
+            indent=2,
+            ensure_ascii=False,
         )
         sys.stdout.write("\n")
     else:
