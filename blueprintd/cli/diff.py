@@ -74,6 +74,16 @@ async def _run(
     return await preview(store, candidates, mirrors, helm, only=only, cluster=cluster)
 
 
+def rollout_groups(data: FleetPreview) -> dict[tuple[str, str, str], list[str]]:
+    """Changed members by (Blueprint, version from → to, rollout wave or pin): one row per wave, not per cluster."""
+    out: dict[tuple[str, str, str], list[str]] = {}
+    for m in data.members:
+        if not m.error and m.changed:
+            key = (m.blueprint, f"{m.version_from or '-'} → {m.version_to or '-'}", m.why)
+            out.setdefault(key, []).append(m.cluster)
+    return out
+
+
 def render_preview(data: FleetPreview, console: Console) -> None:
     """The grouped table (names never cut: see cli/output.py)."""
     total = len({m.cluster for m in data.members})
@@ -84,20 +94,12 @@ def render_preview(data: FleetPreview, console: Console) -> None:
         for g in data.groups:
             t.add_row(describe_clusters(g.clusters, total), g.change)
         console.print(t)
-        w = Table(title="Per cluster: version and rollout")
-        w.add_column("cluster", no_wrap=True, min_width=max([7, *(len(m.cluster) for m in data.members)]))
-        for col in ("blueprint", "version", "why", "writes on reconcile"):
+        w = Table(title="Rollout: which version each cluster gets, and when")
+        w.add_column("clusters", overflow="fold")
+        for col in ("blueprint", "version", "when"):
             w.add_column(col, overflow="fold")
-        for m in data.members:
-            if m.error or not m.changed:
-                continue
-            w.add_row(
-                m.cluster,
-                m.blueprint,
-                f"{m.version_from or '-'} → {m.version_to or '-'}",
-                m.why,
-                str(len(m.actions)),
-            )
+        for (bp, version, why), clusters in rollout_groups(data).items():
+            w.add_row(describe_clusters(clusters, total), bp, version, why)
         console.print(w)
     if data.unchanged:
         console.print(f"unchanged: {describe_clusters(data.unchanged, total)}", highlight=False)
