@@ -9,6 +9,7 @@ import kopf
 
 from blueprintd.api import GROUP, VERSION
 from blueprintd.gitsource.controller import TICK_SECONDS, GitSourceRunner, gitsource_timer
+from blueprintd.operator import metrics
 from blueprintd.operator.controller import Controller
 from blueprintd.operator.settings import OperatorSettings
 
@@ -71,6 +72,11 @@ def register(registry: kopf.OperatorRegistry, controller: Controller, settings: 
     @kopf.on.delete(GROUP, VERSION, "memberclusters", registry=registry, optional=True)
     def forget(name: str, **_: Any) -> None:
         controller.forget(name)
+        metrics.forget_cluster(name)
+
+    @kopf.on.delete(GROUP, VERSION, "blueprints", registry=registry, optional=True)
+    def forget_blueprint(name: str, **_: Any) -> None:
+        metrics.forget_blueprint(name)
 
     # GitSources: a short fixed tick; the runner syncs each source when its spec.interval is
     # due, its spec changed, or a push webhook asked for it.

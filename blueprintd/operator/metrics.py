@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter("blueprintd_reconciles_total", "Reconciles by object kind and result.", ["kind", "result"])
@@ -36,3 +38,20 @@ DRIFT_OPEN = Gauge(
     "Drift entries open on a member cluster: changes notify/block modes hold, or remediation not done yet.",
     ["cluster"],
 )
+
+
+def _remove(metric: Gauge | Counter, value: str) -> None:
+    with contextlib.suppress(KeyError):  # never set for this label value
+        metric.remove(value)
+
+
+def forget_cluster(name: str) -> None:
+    """A deleted MemberCluster: drop its series, or its last values (unreachable, drift) alert forever."""
+    for metric in (CLUSTER_READY, CLUSTER_REACHABLE, DRIFT_OPEN, MEMBER_WRITES):
+        _remove(metric, name)
+
+
+def forget_blueprint(name: str) -> None:
+    """A deleted Blueprint: drop its series (a paused or refused Blueprint would alert forever)."""
+    for metric in (ROLLOUT_PHASE, BLUEPRINT_VALID):
+        _remove(metric, name)
