@@ -9,7 +9,10 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install binaries lint typecheck unit test demo demo-down bench crds protos clean
+.PHONY: install binaries promtool image-tools image image-test lint typecheck unit test demo demo-down bench crds protos clean
+
+# Debian packages a step needs, installed when missing (CI machines start fresh; root there).
+APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +25,23 @@ install: $(STAMP)  ## virtualenv with the project and its test/dev tools
 binaries: install  ## find or build kube-apiserver, controller-manager, scheduler, etcd, helm, kwok (pinned; built once from the Go proxy)
 	$(PY) -m blueprintd.devfleet.binaries
 
+promtool:  ## promtool (Debian's prometheus package): checks and unit-tests the chart's alert rules
+	@command -v promtool >/dev/null || { apt-get update -q && $(APT_INSTALL) prometheus; }
+
+image-tools:  ## mmdebstrap and umoci (Debian packages) for `make image`
+	@command -v mmdebstrap >/dev/null && command -v umoci >/dev/null || { apt-get update -q && $(APT_INSTALL) mmdebstrap umoci; }
+
+IMAGE_DIR ?= build/image
+IMAGE_KEY = $$(cat pyproject.toml image/build.sh $$(git ls-files -co --exclude-standard blueprintd) | sha256sum | cut -c1-16)
+image: install binaries image-tools  ## the operator image as an OCI layout in build/image/oci (no registry, no Docker)
+	@key=$(IMAGE_KEY); if [ "$$(cat $(IMAGE_DIR)/key 2>/dev/null)" = "$$key" ]; then \
+	  echo "image up to date: $(IMAGE_DIR)/oci:$$(cat $(IMAGE_DIR)/tag) (inputs $$key)"; else \
+	  image/build.sh $(IMAGE_DIR) $(PY) "$$($(PY) -c 'from blueprintd.devfleet.binaries import ensure; print(ensure().helm)')" \
+	  && echo $$key > $(IMAGE_DIR)/key; fi
+
+image-test: image  ## smoke-test the built image: --help as uid 65532 on a read-only root filesystem
+	image/smoke.sh $(IMAGE_DIR)
+
 lint: install
 	$(BIN)/ruff check blueprintd tests benchmarks
 
@@ -31,7 +51,7 @@ typecheck: install
 unit: install  ## the tests that need no API server
 	$(BIN)/pytest -q -m 'not gpu and not fleet' $(PYTEST_ARGS)
 
-test: lint typecheck binaries  ## everything CI runs
+test: lint typecheck binaries promtool  ## everything CI runs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: binaries  ## local fleet (management + 3 members) converging on the GPU platform blueprint
@@ -40,7 +60,7 @@ demo: binaries  ## local fleet (management + 3 members) converging on the GPU pl
 demo-down: install
 	$(BIN)/blueprintd dev down --dir .blueprintd-fleet
 
-bench: binaries  ## all benchmarks; writes docs/benchmarks.md
+bench: binaries image-tools  ## all benchmarks; writes docs/benchmarks.md
 	$(PY) -m benchmarks
 
 crds: install  ## regenerate crds/ from the pydantic models
@@ -50,4 +70,4 @@ protos: install  ## regenerate the DRA protobuf modules from blueprintd/dra/prot
 	$(PY) -m blueprintd.dra.proto.generate
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build
