@@ -32,7 +32,7 @@ image-tools:  ## mmdebstrap and umoci (Debian packages) for `make image`
 	@command -v mmdebstrap >/dev/null && command -v umoci >/dev/null || { apt-get update -q && $(APT_INSTALL) mmdebstrap umoci; }
 
 IMAGE_DIR ?= build/image
-IMAGE_KEY = $$(cat pyproject.toml image/build.sh $$(git ls-files -co --exclude-standard blueprintd) | sha256sum | cut -c1-16)
+IMAGE_KEY = $$({ cat pyproject.toml image/build.sh $$(git ls-files -co --exclude-standard blueprintd); $(PY) -m pip freeze; } | sha256sum | cut -c1-16)
 image: install binaries image-tools  ## the operator image as an OCI layout in build/image/oci (no registry, no Docker)
 	@key=$(IMAGE_KEY); if [ "$$(cat $(IMAGE_DIR)/key 2>/dev/null)" = "$$key" ]; then \
 	  echo "image up to date: $(IMAGE_DIR)/oci:$$(cat $(IMAGE_DIR)/tag) (inputs $$key)"; else \
