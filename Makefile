@@ -48,7 +48,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install  ## the tests that need no API server
+unit: install promtool  ## the tests that need no API server
 	$(BIN)/pytest -q -m 'not gpu and not fleet' $(PYTEST_ARGS)
 
 test: lint typecheck binaries promtool  ## everything CI runs

@@ -91,13 +91,14 @@ def addon_lines(a: AddonChange) -> list[str]:
         head = f"{a.addon} removed" + (f" (was {_v(a.chart_from)}{chart})" if a.chart_from else "")
     else:
         head = f"{a.addon} changed"
-    lines = [head]
-    lines += [f"{a.addon} values: {c.path}: {_value(c.before)} → {_value(c.after)}" for c in a.values]
+    details = [f"{a.addon} values: {c.path}: {_value(c.before)} → {_value(c.after)}" for c in a.values]
     for o in a.objects:
         if o.change != "changed":
-            lines.append(f"{a.addon}: {o.target} {o.change}")
-        lines += [f"{a.addon}: {o.target}: {c.path}: {_value(c.before)} → {_value(c.after)}" for c in o.fields]
-    return lines
+            details.append(f"{a.addon}: {o.target} {o.change}")
+        details += [f"{a.addon}: {o.target}: {c.path}: {_value(c.before)} → {_value(c.after)}" for c in o.fields]
+    if a.change == "changed" and details:
+        return details  # the details say it; "x changed" on top would be noise
+    return [head, *details]
 
 
 def change_lines(m: MemberPreview) -> list[str]:

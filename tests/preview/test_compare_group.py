@@ -118,6 +118,7 @@ def test_identical_changes_are_grouped_across_clusters() -> None:
     assert lines["kai-queues: Queue research added"] == sorted([f"l4-inference-{i:02d}" for i in range(12)]
                                                               + ["h100-mixed"])
     assert fleet.unchanged == ["pinned"]
+    assert "kai-queues changed" not in lines, "the object line says it"
     assert describe_clusters(lines["gpu-operator v25.10.0 → v25.10.1"], 14).startswith("13 clusters: h100-mixed, ")
     assert describe_clusters(["a", "b"], 2) == "all 2 clusters"
     # 100 clusters stay a handful of lines
