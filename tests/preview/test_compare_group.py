@@ -28,7 +28,7 @@ def version_1_1(doc: dict[str, Any]) -> dict[str, Any]:
     """1.1.0: a chart upgrade, a parameter change, a new Queue, a new pool label, one add-on dropped."""
     new = copy.deepcopy(doc)
     new["spec"]["version"] = "1.1.0"
-    new["spec"]["parameters"]["timeSlicingReplicas"] = 8
+    new["spec"]["parameters"]["timeSlicingReplicas"]["default"] = 8
     addons = {a["name"]: a for a in new["spec"]["addons"]}
     addons["gpu-operator"]["helm"]["version"] = "v25.10.1"
     queues = addons["kai-queues"]["manifests"]

@@ -55,7 +55,7 @@ def blueprint(version: str) -> dict[str, Any]:
         if addon.get("readiness"):
             addon["readiness"]["timeoutSeconds"] = 90
     if version == "1.1.0":
-        doc["spec"]["parameters"]["timeSlicingReplicas"] = 8
+        doc["spec"]["parameters"]["timeSlicingReplicas"]["default"] = 8
         queues = next(a for a in doc["spec"]["addons"] if a["name"] == "kai-queues")["manifests"]
         extra = copy.deepcopy(next(m for m in queues if m["metadata"]["name"] == "batch"))
         extra["metadata"]["name"] = "research"
