@@ -28,8 +28,8 @@ from kubernetes import client
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.demo import DEMO_FLEET, OPERATOR_USER, mirror_flags, register_members
 from blueprintd.devfleet.fleet import Fleet
+from blueprintd.devfleet.standins import StandIns
 from blueprintd.devfleet.testing import OperatorProcess, running_fleet, wait_for
-from blueprintd.devfleet.workloads import WorkloadSimulator
 
 pytestmark = pytest.mark.fleet
 
@@ -128,7 +128,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env(kube_binaries: Binaries, chart_repo: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with running_fleet(tmp_path_factory.mktemp("previewfleet"), DEMO_FLEET, kube_binaries) as fleet:
-        sim = WorkloadSimulator(fleet)
+        sim = StandIns(fleet)
         sim.start()
         e = Env(fleet, kube_binaries, chart_repo, tmp_path_factory.mktemp("preview"))
         try:
