@@ -71,7 +71,8 @@ def test_version_change_lists_upgrade_values_objects_labels() -> None:
     assert [(o.target, o.change) for o in queues.objects] == [("Queue research", "added")]
     assert set(by_addon) == {"gpu-operator", "kai-queues"}, "untouched add-ons are not listed"
     labels = {(c.pool, c.label, c.before, c.after) for c in changes.node_labels}
-    assert labels == {("l4", "blueprintd.io/sharing", None, "time-slicing")}, "only the time-sliced pool"
+    assert labels == {("l4", "blueprintd.io/sharing", None, "time-slicing"),
+                      ("l4", "blueprintd.io/time-slicing-replicas", "4", "8")}, "only the time-sliced pool"
     assert changes.overlays == []
 
 
