@@ -63,10 +63,12 @@ class MemberSide:
 
 
 def assigned_version(bp: dict[str, Any], mc: dict[str, Any]) -> tuple[str, str]:
-    """The version the operator converges ``mc`` to now, and why (the same answer as ``blueprintd plan``)."""
-    from blueprintd.cli.drift import assigned_version as plan_assigned
+    """The version the operator converges ``mc`` to now, and why (the operator pipeline's answer, as ``plan``)."""
+    from blueprintd.api.membercluster import MemberCluster
+    from blueprintd.operator.pipeline import assigned_version as pipeline_assigned
 
-    return plan_assigned(bp, mc)
+    got = pipeline_assigned(Blueprint.model_validate(bp), MemberCluster.model_validate(mc))
+    return got.planned, got.reason
 
 
 def revision_blueprint(name: str, rev: dict[str, Any]) -> Blueprint:
