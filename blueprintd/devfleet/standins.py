@@ -96,13 +96,25 @@ def desired_status(kind: str, obj: dict[str, Any], node_labels: list[dict[str, s
             "numberMisscheduled": 0,
         }
     if kind == "Job":
-        return {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+        # The API server (1.31+) accepts a finished Job only with its start and completion
+        # times and SuccessCriteriaMet next to Complete.
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        done = {"status": "True", "lastProbeTime": now, "lastTransitionTime": now}
+        return {
+            "startTime": now,
+            "completionTime": now,
+            "succeeded": 1,
+            "conditions": [{"type": "Complete", **done}, {"type": "SuccessCriteriaMet", **done}],
+        }
     return None
 
 
 def _needs(status: dict[str, Any] | None, want: dict[str, Any]) -> bool:
     have = status or {}
-    return any(have.get(k) != v for k, v in want.items() if k != "conditions") or (
+    # Timestamps are "now" in every wanted status: only their presence matters.
+    return any(
+        (k not in have) if k.endswith("Time") else have.get(k) != v for k, v in want.items() if k != "conditions"
+    ) or (
         "conditions" in want
         and not any(
             c.get("type") == want["conditions"][0]["type"] and c.get("status") == "True"

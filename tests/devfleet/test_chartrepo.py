@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 import yaml
 
+from blueprintd.api.load import load_blueprints
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.chartrepo import ChartRepoServer, build_chart_repo
 from blueprintd.devfleet.nodes import FleetFile, MemberSpec
-from blueprintd.devfleet.testing import running_fleet
+from blueprintd.devfleet.standins import StandIns
+from blueprintd.devfleet.testing import running_fleet, wait_for
 from blueprintd.errors import DevFleetError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -40,28 +42,33 @@ EXPECTED = {
 }
 BROKEN_VERSION = "99.0.0-broken"
 
+MIG_CONFIGS: dict[str, Any] = {
+    "all-disabled": [{"devices": "all", "mig-enabled": False}],
+    "all-1g.10gb": [
+        {
+            "device-filter": ["0x233010DE"],
+            "devices": "all",
+            "mig-enabled": True,
+            "mig-devices": {"1g.10gb": 7},
+        }
+    ],
+    "all-balanced": [
+        {
+            "devices": "all",
+            "mig-enabled": True,
+            "mig-devices": {"1g.10gb": 2, "2g.20gb": 1, "3g.40gb": 1},
+        }
+    ],
+}
+
+# Upstream's shape: ConfigMap data, the mig-parted document as a string.
 MIG_VALUES: dict[str, Any] = {
     "mig": {"strategy": "mixed"},
     "migManager": {
         "config": {
+            "create": True,
             "default": "all-1g.10gb",
-            "migConfigs": {
-                "all-1g.10gb": [
-                    {
-                        "device-filter": ["0x233010DE"],
-                        "devices": "all",
-                        "mig-enabled": True,
-                        "mig-devices": {"1g.10gb": 7},
-                    }
-                ],
-                "all-balanced": [
-                    {
-                        "devices": "all",
-                        "mig-enabled": True,
-                        "mig-devices": {"1g.10gb": 2, "2g.20gb": 1, "3g.40gb": 1},
-                    }
-                ],
-            },
+            "data": {"config.yaml": yaml.safe_dump({"version": "v1", "mig-configs": MIG_CONFIGS})},
         }
     },
 }
@@ -217,12 +224,7 @@ def test_helm_template_from_the_repo_renders_mig_config_from_values(
     mig_cm = find(objs, "ConfigMap", "default-mig-parted-config")
     config = yaml.safe_load(mig_cm["data"]["config.yaml"])
     assert config["version"] == "v1"
-    configs = config["mig-configs"]
-    assert configs["all-1g.10gb"] == MIG_VALUES["migManager"]["config"]["migConfigs"]["all-1g.10gb"]
-    assert configs["all-balanced"][0]["mig-devices"] == {"1g.10gb": 2, "2g.20gb": 1, "3g.40gb": 1}
-    # Built-ins stay available next to the blueprint's configs.
-    assert configs["all-disabled"] == [{"devices": "all", "mig-enabled": False}]
-    assert configs["all-enabled"][0]["mig-enabled"] is True
+    assert config["mig-configs"] == MIG_CONFIGS
 
     policy = find(objs, "ClusterPolicy", "cluster-policy")
     assert policy["spec"]["mig"] == {"strategy": "mixed"}
@@ -346,6 +348,24 @@ def test_every_chart_lints_clean(helm: Path, helm_env: dict[str, str], chart: st
     assert "blueprintd test stand-in" in chart_meta["description"]
 
 
+def hooks(objs: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """Hook objects: (kind, name) -> helm.sh/hook."""
+    return {
+        (o["kind"], o["metadata"]["name"]): o["metadata"]["annotations"]["helm.sh/hook"]
+        for o in objs
+        if "helm.sh/hook" in (o["metadata"].get("annotations") or {})
+    }
+
+
+def template_error(helm: Path, env: dict[str, str], chart: str, tmp_path: Path, values: dict[str, Any]) -> str:
+    """stderr of a ``helm template`` that must fail."""
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    proc = run_helm(helm, env, "template", "rel", str(STANDINS / chart), "-f", str(values_file), check=False)
+    assert proc.returncode != 0, f"{chart} accepted {values}"
+    return proc.stderr
+
+
 def test_gpu_operator_defaults(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
     objs = render(helm, helm_env, STANDINS / "gpu-operator", tmp_path)
 
@@ -376,9 +396,6 @@ def test_gpu_operator_defaults(helm: Path, helm_env: dict[str, str], tmp_path: P
         assert list(selector.values()) == ["true"]
         assert next(iter(selector)).startswith("nvidia.com/gpu.deploy.")
         assert "privileged" not in ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]
-    assert find(objs, "DaemonSet", "nvidia-mig-manager")["spec"]["template"]["spec"]["nodeSelector"] == {
-        "nvidia.com/gpu.deploy.mig-manager": "true"
-    }
 
     service = find(objs, "Service", "nvidia-dcgm-exporter")
     assert service["spec"]["ports"][0]["port"] == 9400
@@ -392,11 +409,16 @@ def test_gpu_operator_defaults(helm: Path, helm_env: dict[str, str], tmp_path: P
     assert spec["devicePlugin"]["enabled"] is True and "config" not in spec["devicePlugin"]
     assert spec["cdi"]["enabled"] is True
     assert spec["sandboxWorkloads"] == {"enabled": False, "defaultWorkload": "container"}
-
-    mig = yaml.safe_load(find(objs, "ConfigMap", "default-mig-parted-config")["data"]["config.yaml"])
-    assert set(mig["mig-configs"]) == {"all-disabled", "all-enabled"}
     assert "ServiceMonitor" not in {o["kind"] for o in objs}
-    assert names(objs, "ConfigMap") == {"default-mig-parted-config"}, "no device-plugin config unless asked"
+    # As upstream: no ConfigMap unless asked for (create + data); the operator has built-ins.
+    assert names(objs, "ConfigMap") == set()
+    # Upstream's hooks: the CRD upgrade before every upgrade; the CRD cleanup is off by default.
+    assert hooks(objs) == {
+        ("Job", "gpu-operator-upgrade-crd"): "pre-upgrade",
+        ("ServiceAccount", "gpu-operator-upgrade-crd-hook-sa"): "pre-upgrade",
+    }
+    cleanup = render(helm, helm_env, STANDINS / "gpu-operator", tmp_path, {"operator": {"cleanupCRD": True}})
+    assert hooks(cleanup)[("Job", "gpu-operator-cleanup-crd")] == "post-delete"
 
 
 def test_gpu_operator_time_slicing_config(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
@@ -407,7 +429,7 @@ def test_gpu_operator_time_slicing_config(helm: Path, helm_env: dict[str, str], 
                 "name": "time-slicing-config",
                 "default": "any",
                 "data": {
-                    "any": TIME_SLICING,
+                    "any": yaml.safe_dump(TIME_SLICING),
                     "mps-2": (
                         "version: v1\nsharing:\n  mps:\n    resources:\n"
                         "    - {name: nvidia.com/gpu, replicas: 2}\n"
@@ -434,7 +456,8 @@ def test_gpu_operator_time_slicing_config(helm: Path, helm_env: dict[str, str], 
     assert policy["spec"]["devicePlugin"]["config"] == {"name": "time-slicing-config", "default": "any"}
 
     # A different sharing config changes the DaemonSet too (config hash), so drift is visible.
-    values["devicePlugin"]["config"]["data"]["any"] = {**TIME_SLICING, "flags": {"migStrategy": "single"}}
+    other_config = {**TIME_SLICING, "flags": {"migStrategy": "single"}}
+    values["devicePlugin"]["config"]["data"]["any"] = yaml.safe_dump(other_config)
     other = render(helm, helm_env, STANDINS / "gpu-operator", tmp_path, values)
     other_plugin = find(other, "DaemonSet", "nvidia-device-plugin-daemonset")
     key = "blueprintd.io/config-hash"
@@ -497,39 +520,32 @@ def test_gpu_operator_service_monitor_needs_the_prometheus_api(
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"migManager": {"config": {"default": "all-3g.40gb"}}}, 'migManager.config.default="all-3g.40gb"'),
-        ({"mig": {"strategy": "singel"}}, "value must be one of 'none', 'single', 'mixed'"),
-        ({"devicePlugin": {"config": {"create": True}}}, "devicePlugin.config.data is empty"),
+        # Consistency checks of the templates (stricter than upstream, which renders these).
         (
-            {"devicePlugin": {"config": {"create": True, "default": "x", "data": {"any": TIME_SLICING}}}},
+            {"migManager": {"config": {**MIG_VALUES["migManager"]["config"], "default": "all-3g.40gb"}}},
+            'migManager.config.default="all-3g.40gb" is not a MIG config',
+        ),
+        (
+            {"devicePlugin": {"config": {"create": True, "data": {"any": "version: v1\n"}}}},
+            "devicePlugin.config.name must name the ConfigMap",
+        ),
+        (
+            {"devicePlugin": {"config": {"create": True, "name": "ts", "default": "x", "data": {"any": "v"}}}},
             'devicePlugin.config.default="x" is not a key',
         ),
-        ({"sandboxWorkloads": {"defaultWorkload": "vm"}}, "defaultWorkload"),
+        # The schema: closed sets, types, unknown keys.
+        ({"mig": {"strategy": "singel"}}, "/mig/strategy"),
+        ({"sandboxWorkloads": {"defaultWorkload": "vm"}}, "/sandboxWorkloads/defaultWorkload"),
+        ({"driver": {"enabeld": False}}, "enabeld"),
+        ({"migManager": {"config": {"migConfigs": {}}}}, "migConfigs"),
+        # ConfigMap data is strings: a structured config must be encoded (helm.encodeAsYaml).
+        ({"devicePlugin": {"config": {"data": {"any": TIME_SLICING}}}}, "/devicePlugin/config/data/any"),
     ],
 )
 def test_gpu_operator_refuses_inconsistent_values(
     helm: Path, helm_env: dict[str, str], tmp_path: Path, values: dict[str, Any], message: str
 ) -> None:
-    values_file = tmp_path / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    proc = run_helm(
-        helm, helm_env, "template", "rel", str(STANDINS / "gpu-operator"), "-f", str(values_file), check=False
-    )
-    assert proc.returncode != 0
-    assert message in proc.stderr
-
-
-def test_gpu_operator_raw_mig_parted_data_replaces_the_generated_config(
-    helm: Path, helm_env: dict[str, str], tmp_path: Path
-) -> None:
-    raw = (
-        "version: v1\nmig-configs:\n  custom:\n"
-        "  - devices: [0]\n    mig-enabled: true\n    mig-devices: {7g.80gb: 1}\n"
-    )
-    values = {"migManager": {"config": {"default": "custom", "data": {"config.yaml": raw}}}}
-    objs = render(helm, helm_env, STANDINS / "gpu-operator", tmp_path, values)
-    cm = find(objs, "ConfigMap", "default-mig-parted-config")
-    assert yaml.safe_load(cm["data"]["config.yaml"]) == yaml.safe_load(raw)
+    assert message in template_error(helm, helm_env, "gpu-operator", tmp_path, values)
 
 
 def test_kai_scheduler(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
@@ -549,16 +565,28 @@ def test_kai_scheduler(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> 
             "limit": "number",
             "overQuotaWeight": "number",
         }
+    shard = find(objs, "CustomResourceDefinition", "schedulingshards.kai.scheduler")
+    assert (shard["spec"]["scope"], shard["spec"]["names"]["kind"]) == ("Cluster", "SchedulingShard")
+    assert {"kai-operator", "kai-scheduler", "binder", "podgrouper"} <= names(objs, "Deployment")
     scheduler = find(objs, "Deployment", "kai-scheduler")
     assert "--gpu-sharing-enabled=false" in scheduler["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "Queue" not in {o["kind"] for o in objs}
+    assert not {"Queue", "SchedulingShard"} & {o["kind"] for o in objs}
+    assert hooks(objs) == {
+        ("ServiceAccount", "kai-scheduler-crd-manager"): "pre-install,pre-upgrade",
+        ("Job", "crd-upgrader"): "pre-install,pre-upgrade",
+        ("Job", "post-delete-cleanup"): "post-delete",
+    }
 
     shared = render(
         helm,
         helm_env,
         STANDINS / "kai-scheduler",
         tmp_path,
-        {"global": {"gpuSharing": True}, "defaultQueue": {"create": True}},
+        {
+            "global": {"gpuSharing": True},
+            "defaultQueue": {"createDefaultQueue": True},
+            "defaultShard": {"enabled": True},
+        },
     )
     scheduler = find(shared, "Deployment", "kai-scheduler")
     assert "--gpu-sharing-enabled=true" in scheduler["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -568,6 +596,11 @@ def test_kai_scheduler(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> 
     leaf = find(shared, "Queue", "default-queue")
     assert leaf["apiVersion"] == "scheduling.run.ai/v2"
     assert leaf["spec"]["parentQueue"] == "default-parent-queue"
+    assert leaf["spec"]["resources"]["gpu"] == {"quota": 0, "limit": -1, "overQuotaWeight": 1}
+    assert find(shared, "SchedulingShard", "default")["apiVersion"] == "kai.scheduler/v1"
+
+    err = template_error(helm, helm_env, "kai-scheduler", tmp_path, {"defaultQueue": {"create": True}})
+    assert "/defaultQueue" in err and "create" in err
 
 
 def test_dcgm_exporter(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
@@ -578,6 +611,7 @@ def test_dcgm_exporter(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> 
     assert service["spec"]["ports"][0]["port"] == 9400
     assert service["spec"]["selector"] == ds["spec"]["selector"]["matchLabels"]
     assert "ServiceMonitor" not in {o["kind"] for o in objs}
+    assert hooks(objs) == {}, "upstream has no hooks"
 
     with_api = render(
         helm,
@@ -595,16 +629,12 @@ def test_dcgm_exporter(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> 
         "interval": "15s",
         "honorLabels": False,
     }
+    err = template_error(helm, helm_env, "dcgm-exporter", tmp_path, {"serviceMonitor": {"enable": True}})
+    assert "/serviceMonitor" in err and "enable" in err
 
 
-def test_gatekeeper_emulates_constraint_crds(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
-    objs = render(
-        helm,
-        helm_env,
-        STANDINS / "gatekeeper",
-        tmp_path,
-        {"standin": {"constraintKinds": ["K8sGpuRequiresKaiQueue", "K8sRequiredLabels"]}},
-    )
+def test_gatekeeper_crds_webhooks_and_hooks(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
+    objs = render(helm, helm_env, STANDINS / "gatekeeper", tmp_path, {"replicas": 2, "auditInterval": 60})
     template_crd = find(objs, "CustomResourceDefinition", "constrainttemplates.templates.gatekeeper.sh")
     assert template_crd["spec"]["names"]["kind"] == "ConstraintTemplate"
     assert {v["name"]: v["storage"] for v in template_crd["spec"]["versions"]} == {
@@ -615,36 +645,103 @@ def test_gatekeeper_emulates_constraint_crds(helm: Path, helm_env: dict[str, str
         "properties"
     ]
     assert ct_spec["targets"]["items"]["properties"]["rego"]["type"] == "string"
+    assert {
+        "configs.config.gatekeeper.sh",
+        "assign.mutations.gatekeeper.sh",
+        "providers.externaldata.gatekeeper.sh",
+        "constraintpodstatuses.status.gatekeeper.sh",
+    } <= names(objs, "CustomResourceDefinition")
 
-    assert {"gatekeeper-controller-manager", "gatekeeper-audit"} <= names(objs, "Deployment")
-    constraint = find(objs, "CustomResourceDefinition", "k8sgpurequireskaiqueue.constraints.gatekeeper.sh")
-    assert constraint["spec"]["group"] == "constraints.gatekeeper.sh"
-    assert constraint["spec"]["scope"] == "Cluster"
-    assert constraint["spec"]["names"]["kind"] == "K8sGpuRequiresKaiQueue"
-    assert [v["name"] for v in constraint["spec"]["versions"] if v["storage"]] == ["v1beta1"]
-    find(objs, "CustomResourceDefinition", "k8srequiredlabels.constraints.gatekeeper.sh")
-    assert not any(o["kind"].endswith("WebhookConfiguration") for o in objs), "no webhook: pods never run"
+    manager = find(objs, "Deployment", "gatekeeper-controller-manager")
+    assert manager["spec"]["replicas"] == 2
+    audit = find(objs, "Deployment", "gatekeeper-audit")
+    assert "--audit-interval=60" in audit["spec"]["template"]["spec"]["containers"][0]["args"]
 
-    plain = render(helm, helm_env, STANDINS / "gatekeeper", tmp_path)
-    assert names(plain, "CustomResourceDefinition") == {"constrainttemplates.templates.gatekeeper.sh"}
+    validating = find(objs, "ValidatingWebhookConfiguration", "gatekeeper-validating-webhook-configuration")
+    by_name = {w["name"]: w for w in validating["webhooks"]}
+    assert set(by_name) == {"validation.gatekeeper.sh", "check-ignore-label.gatekeeper.sh"}
+    assert by_name["validation.gatekeeper.sh"]["failurePolicy"] == "Ignore"
+    assert by_name["check-ignore-label.gatekeeper.sh"]["failurePolicy"] == "Fail"
+    assert by_name["validation.gatekeeper.sh"]["clientConfig"]["service"] == {
+        "name": "gatekeeper-webhook-service",
+        "namespace": "ns",
+        "path": "/v1/admit",
+    }
+    mutating = find(objs, "MutatingWebhookConfiguration", "gatekeeper-mutating-webhook-configuration")
+    # No server runs: every webhook selects only objects nothing carries, so none is ever called.
+    for hook in [*validating["webhooks"], *mutating["webhooks"]]:
+        assert hook["objectSelector"] == {"matchLabels": {"blueprintd.io/standin-webhook": "serve"}}
+
+    crd_hook = "pre-install,pre-upgrade"
+    assert hooks(objs) == {
+        ("ServiceAccount", "gatekeeper-admin-upgrade-crds"): crd_hook,
+        ("ClusterRole", "gatekeeper-admin-upgrade-crds"): crd_hook,
+        ("ClusterRoleBinding", "gatekeeper-admin-upgrade-crds"): crd_hook,
+        ("Job", "gatekeeper-update-crds-hook"): crd_hook,
+        ("Job", "gatekeeper-update-namespace-label"): "post-install",
+        ("Job", "gatekeeper-probe-webhook-post-install"): "post-install",
+    }
+
+    no_mutation = render(helm, helm_env, STANDINS / "gatekeeper", tmp_path, {"disableMutation": True})
+    assert "MutatingWebhookConfiguration" not in {o["kind"] for o in no_mutation}
+    err = template_error(helm, helm_env, "gatekeeper", tmp_path, {"standin": {"constraintKinds": ["K"]}})
+    assert "standin" in err
 
 
 def test_kata_deploy_runtime_classes(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
     objs = render(helm, helm_env, STANDINS / "kata-deploy", tmp_path)
     classes = {o["metadata"]["name"]: o for o in objs if o["kind"] == "RuntimeClass"}
-    assert set(classes) == {"kata-qemu-nvidia-gpu", "kata-qemu-nvidia-gpu-snp", "kata-qemu-nvidia-gpu-tdx"}
+    # 3.24.0 enables every shim by default.
+    assert {"kata-qemu", "kata-clh", "kata-qemu-nvidia-gpu", "kata-qemu-nvidia-gpu-snp"} <= set(classes)
     for name, rc in classes.items():
         assert rc["handler"] == name
         assert rc["scheduling"] == {"nodeSelector": {"katacontainers.io/kata-runtime": "true"}}
-    assert classes["kata-qemu-nvidia-gpu"]["overhead"]["podFixed"] == {"memory": "4096Mi", "cpu": "1"}
-    assert classes["kata-qemu-nvidia-gpu-snp"]["overhead"]["podFixed"] == {"memory": "16384Mi", "cpu": "1"}
-    assert classes["kata-qemu-nvidia-gpu-tdx"]["overhead"]["podFixed"] == {"memory": "16384Mi", "cpu": "1"}
-    ds = find(objs, "DaemonSet", "kata-deploy")
-    assert env_of(ds)["SHIMS"] == "qemu-nvidia-gpu qemu-nvidia-gpu-snp qemu-nvidia-gpu-tdx"
+    assert classes["kata-qemu-nvidia-gpu"]["overhead"]["podFixed"] == {"memory": "4096Mi", "cpu": "1.0"}
+    assert classes["kata-qemu-nvidia-gpu-snp"]["overhead"]["podFixed"] == {"memory": "16384Mi", "cpu": "1.0"}
+    assert hooks(objs) == {("Job", "kata-deploy-cleanup"): "post-delete"}
 
-    only_gpu = render(helm, helm_env, STANDINS / "kata-deploy", tmp_path,
-                      {"shims": {"qemu-nvidia-gpu-snp": {"enabled": False}, "qemu-nvidia-gpu-tdx": {"enabled": False}}})
-    assert names(only_gpu, "RuntimeClass") == {"kata-qemu-nvidia-gpu"}
+    # The default blueprint's values: only the GPU shims, each switched on or off by name.
+    (bp,) = load_blueprints([REPO_ROOT / "blueprints" / "gpu-platform"])
+    kata_values = next(a for a in bp.spec.addons if a.name == "kata").helm.values  # type: ignore[union-attr]
+    gpu_only = render(helm, helm_env, STANDINS / "kata-deploy", tmp_path, kata_values)
+    assert names(gpu_only, "RuntimeClass") == {
+        "kata-qemu-nvidia-gpu",
+        "kata-qemu-nvidia-gpu-snp",
+        "kata-qemu-nvidia-gpu-tdx",
+    }
+    ds = find(gpu_only, "DaemonSet", "kata-deploy")
+    assert env_of(ds)["SHIMS"] == "qemu-nvidia-gpu qemu-nvidia-gpu-snp qemu-nvidia-gpu-tdx"
+    assert env_of(ds)["DEFAULT_SHIM_AMD64"] == "qemu-nvidia-gpu"
+    assert ds["spec"]["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.workload.config": "vm-passthrough"}
+
+    cc_selector = {"nvidia.com/cc.ready.state": "false"}
+    with_selector = render(helm, helm_env, STANDINS / "kata-deploy", tmp_path, {
+        "shims": {"qemu-nvidia-gpu": {"enabled": True, "runtimeClass": {"nodeSelector": cc_selector}}},
+        "runtimeClasses": {"createDefault": True},
+        "defaultShim": {"amd64": "qemu-nvidia-gpu"},
+    })
+    assert find(with_selector, "RuntimeClass", "kata-qemu-nvidia-gpu")["scheduling"]["nodeSelector"] == {
+        "katacontainers.io/kata-runtime": "true",
+        "nvidia.com/cc.ready.state": "false",
+    }
+    assert find(with_selector, "RuntimeClass", "kata")["handler"] == "kata-qemu-nvidia-gpu"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        # What the real 3.24.0 chart dies on deep in a template: every key under shims is a shim.
+        ({"shims": {"disableAll": True}}, "/shims/disableAll"),
+        ({"shims": {"qemu-nvidia-gpu": {"enabeld": True}}}, "enabeld"),
+        ({"shims": {"qemu-nvidia-gpu": {"enabled": "yes"}}}, "/shims/qemu-nvidia-gpu/enabled"),
+        ({"runtimeClasses": {"createDefualt": True}}, "createDefualt"),
+        ({"k8sDistribution": "openshift"}, "/k8sDistribution"),
+    ],
+)
+def test_kata_deploy_refuses_what_3_24_0_does_not_read(
+    helm: Path, helm_env: dict[str, str], tmp_path: Path, values: dict[str, Any], message: str
+) -> None:
+    assert message in template_error(helm, helm_env, "kata-deploy", tmp_path, values)
 
 
 def test_broken_chart_renders_the_value_the_api_server_rejects(
@@ -681,10 +778,16 @@ class BareCluster:
 
 @pytest.fixture(scope="module")
 def bare_cluster(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BareCluster]:
-    """A fresh member API server with no kubelets and no controllers."""
+    """A fresh member API server with no kubelets and no controllers; the stand-ins complete hook
+    Jobs (and play Gatekeeper's template controller), as a working cluster's controllers would."""
     spec = FleetFile(members=[MemberSpec(name="charts", control_plane="api-only")])
     with running_fleet(tmp_path_factory.mktemp("charts-fleet"), spec, kube_binaries) as fleet:
-        yield BareCluster(fleet.members[0].kubeconfig, kube_binaries.kubectl)
+        simulator = StandIns(fleet)
+        simulator.start()
+        try:
+            yield BareCluster(fleet.members[0].kubeconfig, kube_binaries.kubectl)
+        finally:
+            simulator.stop()
 
 
 @pytest.mark.fleet
@@ -694,20 +797,25 @@ def test_every_standin_installs_on_a_bare_api_server(
     values = {
         "gpu-operator": {
             **MIG_VALUES,
+            "migManager": {"config": {**MIG_VALUES["migManager"]["config"], "name": "default-mig-parted-config"}},
             "devicePlugin": {
                 "config": {
                     "create": True,
                     "name": "time-slicing-config",
                     "default": "any",
-                    "data": {"any": TIME_SLICING},
+                    "data": {"any": yaml.safe_dump(TIME_SLICING)},
                 }
             },
             "sandboxWorkloads": {"enabled": True},
             "dcgmExporter": {"serviceMonitor": {"enabled": True}},
         },
-        "kai-scheduler": {"global": {"gpuSharing": True}, "defaultQueue": {"create": True}},
+        "kai-scheduler": {
+            "global": {"gpuSharing": True},
+            "defaultQueue": {"createDefaultQueue": True},
+            "defaultShard": {"enabled": True},
+        },
         "dcgm-exporter": {"serviceMonitor": {"enabled": True}},
-        "gatekeeper": {"standin": {"constraintKinds": ["K8sGpuRequiresKaiQueue"]}},
+        "gatekeeper": {"replicas": 2},
         "kata-deploy": {},
     }
     namespaces = {
@@ -816,20 +924,42 @@ def test_every_standin_installs_on_a_bare_api_server(
                         ],
                     },
                 },
-                {
-                    "apiVersion": "constraints.gatekeeper.sh/v1beta1",
-                    "kind": "K8sGpuRequiresKaiQueue",
-                    "metadata": {"name": "gpu-pods-need-a-queue"},
-                    "spec": {
-                        "enforcementAction": "deny",
-                        "match": {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}]},
-                    },
-                },
             ]
         )
     )
     applied = bare_cluster.json("apply", "-f", str(objects))
-    assert len(applied["items"]) == 3
+    assert len(applied["items"]) == 2
+    # Gatekeeper's controller (played by the simulator) serves the template's constraint kind.
+    constraint = tmp_path / "constraint.yaml"
+    constraint.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+                "kind": "K8sGpuRequiresKaiQueue",
+                "metadata": {"name": "gpu-pods-need-a-queue"},
+                "spec": {
+                    "enforcementAction": "deny",
+                    "match": {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}]},
+                },
+            }
+        )
+    )
+    wait_for(
+        lambda: subprocess.run(
+            [str(bare_cluster.kubectl), "--kubeconfig", str(bare_cluster.kubeconfig), "apply", "-f", str(constraint)],
+            capture_output=True,
+            timeout=60,
+        ).returncode
+        == 0,
+        timeout=60,
+        what="the constraint CRD to be served",
+    )
+    # The webhooks exist but are inert (no server runs): namespaces can still be created.
+    assert bare_cluster.json("get", "validatingwebhookconfigurations", "gatekeeper-validating-webhook-configuration")
+    bare_cluster.json("create", "namespace", "after-gatekeeper")
+    # Every hook Job ran to completion and was deleted (hook-succeeded): nothing is left over.
+    for ns in namespaces.values():
+        assert bare_cluster.json("get", "jobs", "-n", ns)["items"] == []
     queue = bare_cluster.json("get", "queues.scheduling.run.ai", "team-a")
     assert queue["spec"]["resources"]["gpu"]["quota"] == 2
 

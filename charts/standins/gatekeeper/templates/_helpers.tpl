@@ -11,3 +11,59 @@ blueprintd.io/standin: "true"
 {{- define "gatekeeper.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.release) -}}
 {{- end -}}
+
+{{- define "gatekeeper.crdImage" -}}
+{{- printf "%s:%s" .Values.image.crdRepository (default .Chart.AppVersion .Values.image.release) -}}
+{{- end -}}
+
+{{/* Hook annotations: dict(hook, weight). */}}
+{{- define "gatekeeper.hook" -}}
+helm.sh/hook: {{ .hook }}
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end -}}
+
+{{/*
+The stand-in runs no webhook server. So that no API call waits on (or, with failurePolicy Fail,
+is refused by) a webhook nobody answers, every webhook carries this objectSelector: only
+objects labelled blueprintd.io/standin-webhook=serve are sent, and nothing has that label.
+*/}}
+{{- define "gatekeeper.inertSelector" -}}
+matchLabels:
+  blueprintd.io/standin-webhook: serve
+{{- end -}}
+
+{{/* A pod spec shared by the two Deployments: dict(ctx, pod, args, ports). */}}
+{{- define "gatekeeper.podSpec" -}}
+{{- $ctx := .ctx -}}
+serviceAccountName: gatekeeper-admin
+priorityClassName: {{ .pod.priorityClassName }}
+{{- with $ctx.Values.image.pullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .pod.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .pod.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .pod.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  - name: manager
+    image: {{ include "gatekeeper.image" $ctx }}
+    imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
+    args:
+      {{- toYaml .args | nindent 6 }}
+    ports:
+      {{- toYaml .ports | nindent 6 }}
+    {{- with .pod.resources }}
+    resources:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+{{- end -}}

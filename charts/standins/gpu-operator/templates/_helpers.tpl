@@ -19,42 +19,6 @@ blueprintd.io/standin: "true"
 {{- printf "%s/%s:%s" $v.repository $v.image (toString (default .ctx.Chart.AppVersion $v.version)) -}}
 {{- end -}}
 
-{{/* Name of the device-plugin config ConfigMap (empty when none is configured). */}}
-{{- define "gpu-operator.devicePluginConfigName" -}}
-{{- $c := .Values.devicePlugin.config -}}
-{{- if $c.name -}}
-{{- $c.name -}}
-{{- else if $c.create -}}
-time-slicing-config
-{{- end -}}
-{{- end -}}
-
-{{/* The mig-configs map: built-ins merged under migManager.config.migConfigs (user entries win). */}}
-{{- define "gpu-operator.migConfigs" -}}
-{{- $builtin := dict
-      "all-disabled" (list (dict "devices" "all" "mig-enabled" false))
-      "all-enabled" (list (dict "devices" "all" "mig-enabled" true "mig-devices" (dict)))
--}}
-{{- $user := deepCopy (default (dict) .Values.migManager.config.migConfigs) -}}
-{{- toYaml (merge $user $builtin) -}}
-{{- end -}}
-
-{{/* config.yaml of the mig-parted ConfigMap. */}}
-{{- define "gpu-operator.migPartedConfig" -}}
-version: v1
-mig-configs:
-{{- include "gpu-operator.migConfigs" . | nindent 2 }}
-{{- end -}}
-
-{{/* A ConfigMap data value: strings verbatim, anything else as YAML. */}}
-{{- define "gpu-operator.dataValue" -}}
-{{- if kindIs "string" . -}}
-{{- . -}}
-{{- else -}}
-{{- toYaml . -}}
-{{- end -}}
-{{- end -}}
-
 {{/*
 An operand DaemonSet. Arguments (dict):
   ctx: the root context; name: object name; deploy: suffix of the nvidia.com/gpu.deploy.* node

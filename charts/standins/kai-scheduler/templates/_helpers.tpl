@@ -7,13 +7,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 blueprintd.io/standin: "true"
 {{- end -}}
 
+{{/* "<registry>/<image name>:<tag>": dict(ctx, image). */}}
 {{- define "kai-scheduler.image" -}}
-{{- printf "%s/%s:%s" .ctx.Values.global.registry .name (default .ctx.Chart.AppVersion .ctx.Values.global.tag) -}}
+{{- $g := .ctx.Values.global -}}
+{{- printf "%s/%s:%s" $g.registry .image.name (default (default .ctx.Chart.AppVersion $g.tag) .image.tag) -}}
 {{- end -}}
 
-{{/* A component Deployment: dict(ctx, name, replicas, args, resources?, configMap?). */}}
+{{/* A component Deployment: dict(ctx, name, image, replicas, args, configMap?). */}}
 {{- define "kai-scheduler.deployment" -}}
 {{- $ctx := .ctx -}}
+{{- $g := $ctx.Values.global -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -33,27 +36,35 @@ spec:
         app: {{ .name }}
         app.kubernetes.io/part-of: kai-scheduler
       annotations:
-        blueprintd.io/gpu-sharing: {{ $ctx.Values.global.gpuSharing | quote }}
+        blueprintd.io/gpu-sharing: {{ $g.gpuSharing | quote }}
     spec:
       serviceAccountName: kai-scheduler
-      {{- with $ctx.Values.global.nodeSelector }}
+      {{- with $g.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $g.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      {{- with $ctx.Values.global.tolerations }}
+      {{- with $g.tolerations }}
       tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $g.affinity }}
+      affinity:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       containers:
         - name: {{ .name }}
-          image: {{ include "kai-scheduler.image" (dict "ctx" $ctx "name" .name) }}
-          imagePullPolicy: IfNotPresent
+          image: {{ include "kai-scheduler.image" (dict "ctx" $ctx "image" .image) }}
+          imagePullPolicy: {{ default $g.imagePullPolicy .image.pullPolicy }}
           {{- with .args }}
           args:
             {{- toYaml . | nindent 12 }}
           {{- end }}
-          {{- with .resources }}
-          resources:
+          {{- with $g.securityContext }}
+          securityContext:
             {{- toYaml . | nindent 12 }}
           {{- end }}
           {{- if .configMap }}
