@@ -3,7 +3,9 @@
 Runs every check the operator runs (schema, SemVer, unique add-ons, dependencies without
 cycles, CEL conditions and templates, patch targets) on local files, so a mistake fails in
 an editor or a CI job with ``file:line: field.path: message (allowed: …)`` instead of in the
-fleet. Exit status: 0 valid, 1 invalid, 2 usage error.
+fleet. With ``--charts`` it also runs the chart pre-flight (``blueprintd.preflight``): every
+Helm add-on's pinned chart is templated by the real helm with the values rendered for each
+cluster. Exit status: 0 valid, 1 invalid, 2 usage error.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from blueprintd.api.blueprint import Blueprint
 from blueprintd.api.issues import InvalidInput, Issue
 from blueprintd.api.limits import DEFAULT_LIMITS
 from blueprintd.api.load import Loaded, load_objects
+from blueprintd.errors import BlueprintdError
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -62,6 +65,45 @@ def validate_cmd(
             help="Largest estimated cost of one CEL expression (match the operator's BLUEPRINTD_CEL_COST_LIMIT).",
         ),
     ] = DEFAULT_LIMITS.cel_cost,
+    charts: Annotated[
+        bool,
+        typer.Option(
+            "--charts",
+            help="Also template every Helm add-on's pinned chart with the values rendered for each "
+            "cluster (needs helm; charts come from the chart cache or are pulled).",
+        ),
+    ] = False,
+    facts: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--facts", "-f", exists=True, dir_okay=False,
+            help="ClusterFacts YAML of a cluster to render for (repeatable; with --charts).",
+        ),
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig", exists=True, dir_okay=False,
+            help="Management cluster: render for every reachable MemberCluster (with --charts).",
+        ),
+    ] = None,
+    namespace: Annotated[
+        str, typer.Option("--namespace", "-n", help="Namespace of the MemberClusters (with --kubeconfig).")
+    ] = "blueprintd-system",
+    chart_mirror: Annotated[
+        list[str] | None,
+        typer.Option("--chart-mirror", help="UPSTREAM=MIRROR: fetch charts of repository UPSTREAM from MIRROR."),
+    ] = None,
+    chart_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--chart-cache", file_okay=False,
+            help="Chart cache folder (default $BLUEPRINTD_CHART_CACHE or ~/.cache/blueprintd/charts).",
+        ),
+    ] = None,
+    helm: Annotated[
+        str | None, typer.Option("--helm", help="helm binary (default: $BLUEPRINTD_HELM, then helm on PATH).")
+    ] = None,
 ) -> None:
     """Validate Blueprints (and other blueprintd objects) without a cluster.
 
@@ -76,14 +118,48 @@ def validate_cmd(
 
         blueprintd validate bp1.yaml bp2.yaml -o json | jq .issues
 
+        blueprintd validate --charts -f examples/facts/mixed.yaml -f examples/facts/l4-only.yaml \\
+            blueprints/gpu-platform
+
+    With --charts, each problem a chart finds is one line per add-on and cluster:
+
+        kata (kata-deploy 3.24.0) for secure-1: schema: shims.disableAll: got boolean, want object
+
     Exit status: 0 when everything is valid, 1 when a problem was found, 2 on usage errors.
     """
+    if (facts or kubeconfig) and not charts:
+        raise typer.BadParameter("--facts and --kubeconfig go with --charts", param_hint="--charts")
+    if charts and not facts and kubeconfig is None:
+        raise typer.BadParameter(
+            "--charts needs clusters to render for: --facts FILE (repeatable) or --kubeconfig MANAGEMENT",
+            param_hint="--charts",
+        )
     try:
         loaded = load_objects(paths, replace(DEFAULT_LIMITS, cel_cost=cel_cost_limit))
         issues: list[Issue] = []
     except InvalidInput as exc:
         loaded = []
         issues = exc.issues
+    chart_report = None
+    if charts and not issues:
+        from blueprintd.cli.preflight import run_chart_preflight
+
+        try:
+            chart_report = run_chart_preflight(
+                [item.obj for item in loaded if isinstance(item.obj, Blueprint)],
+                facts or [],
+                kubeconfig,
+                namespace,
+                chart_mirror or [],
+                chart_cache,
+                helm,
+            )
+        except InvalidInput as exc:
+            issues = exc.issues
+        except BlueprintdError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    failed = bool(issues) or (chart_report is not None and not chart_report.ok)
     if output is ReportFormat.JSON:
         report = {
             "valid": not issues,
@@ -99,8 +175,11 @@ def validate_cmd(
             ],
             "issues": [issue.to_dict() for issue in issues],
         }
+        if chart_report is not None:
+            report["valid"] = not failed
+            report["charts"] = [c.to_wire() | {"ok": c.ok} for c in chart_report.checks]
         print(json.dumps(report, indent=2))
-        raise typer.Exit(1 if issues else 0)
+        raise typer.Exit(1 if failed else 0)
     if issues:
         print_issues(issues)
         raise typer.Exit(1)
@@ -109,3 +188,9 @@ def validate_cmd(
         raise typer.Exit(1)
     for item in loaded:
         err.print(f"[green]ok[/green] {_describe(item)} ({item.document.source})")
+    if chart_report is not None:
+        from blueprintd.cli.preflight import print_chart_report
+
+        print_chart_report(chart_report)
+        if not chart_report.ok:
+            raise typer.Exit(1)

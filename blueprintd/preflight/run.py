@@ -1,0 +1,92 @@
+"""Run the chart pre-flight over rendered states: plan (pure), pull + template (helm), read.
+
+Used by ``blueprintd validate --charts`` and by the operator before a version rolls out;
+both get the same ``PreflightReport``. A chart that cannot be pulled is reported as
+``unavailable`` for its add-on only: every other add-on is still checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from blueprintd.api.blueprint import Blueprint
+from blueprintd.api.facts import ClusterFacts
+from blueprintd.preflight.check import (
+    ChartCheck,
+    PreflightReport,
+    Problem,
+    plan_checks,
+    template_problems,
+    unknown_key_problems,
+)
+from blueprintd.preflight.helm import ChartUnavailable, HelmPreflight
+from blueprintd.render.desired import DesiredState
+
+# (repo, chart, version, release, namespace, values hash) -> (problems, objects rendered)
+Memo = dict[tuple[str, ...], tuple[list[Problem], int]]
+
+
+def run_preflight(
+    states: Iterable[DesiredState], helm: HelmPreflight, memo: Memo | None = None
+) -> PreflightReport:
+    """Template every distinct (add-on, values) of ``states`` with its pinned chart.
+
+    ``memo`` (the operator keeps one) remembers each verdict by chart and values, so a
+    version is templated once however often it is published or resumed; a chart that could
+    not be pulled is not remembered (the next attempt may get it)."""
+    checks: list[ChartCheck] = []
+    for check, release in plan_checks(states):
+        checks.append(check)
+        key = (check.repo, check.chart, check.version, check.release, check.namespace, check.values_hash)
+        if memo is not None and key in memo:
+            problems, check.objects = memo[key]
+            check.problems.extend(p.model_copy() for p in problems)
+            continue
+        try:
+            cached = helm.chart(release.repo, release.chart, release.version)
+        except ChartUnavailable as exc:
+            check.problems.append(Problem(kind="unavailable", message=str(exc)))
+            continue
+        result = helm.template(cached, release.release_name, release.namespace, release.values)
+        if not result.ok:
+            check.problems.extend(template_problems(result.stderr))
+        else:
+            check.objects = result.objects
+        if not cached.has_schema:
+            check.problems.extend(unknown_key_problems(release.values, cached.defaults, release.chart))
+        if memo is not None:
+            memo[key] = ([p.model_copy() for p in check.problems], check.objects)
+    return PreflightReport(checks=checks)
+
+
+def refusal(report: PreflightReport) -> str:
+    """Why a version must not roll out, or "" when it may.
+
+    Only what fails on every cluster it was rendered for refuses a version: a template error or
+    a value the chart's schema rejects. An unknown key (the chart ignores it) and a chart that
+    could not be pulled right now (the member's own retries will pull it) do not."""
+    lines = []
+    for c in report.checks:
+        for p in c.problems:
+            if p.kind in ("template", "schema"):
+                lines.append(f"add-on {c.addon} ({c.chart} {c.version}) for {', '.join(c.targets)}: {p}")
+    return "\n".join(lines)
+
+
+def render_states(
+    blueprint: Blueprint,
+    clusters: Sequence[tuple[ClusterFacts, Mapping[str, Any]]],
+    mirrors: Mapping[str, str],
+) -> list[DesiredState]:
+    """``blueprint`` rendered for each (facts, per-cluster parameters), as the operator would;
+    clusters the Blueprint does not select are skipped."""
+    from blueprintd.api.common import matches
+    from blueprintd.render import RenderOptions, compile_blueprint, render
+
+    compiled = compile_blueprint(blueprint)
+    return [
+        render(compiled, facts, RenderOptions(chart_mirrors=dict(mirrors), parameters=dict(params)))
+        for facts, params in clusters
+        if matches(blueprint.spec.cluster_selector, facts.cluster_labels)
+    ]
