@@ -9,6 +9,7 @@ identical for every operator replica. docs/reconcile.md maps the whole path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from blueprintd.api import membercluster
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import Blueprint, BlueprintStatus, UnselectAction
+from blueprintd.api.common import matches
 from blueprintd.api.membercluster import BlueprintProgress, MemberCluster, MemberClusterStatus
 from blueprintd.api.params import shorthand_issues
 from blueprintd.api.revision import revision_name
@@ -44,6 +46,8 @@ from blueprintd.operator.pipeline import (
 )
 from blueprintd.operator.settings import OperatorSettings
 from blueprintd.plan.inventory import Inventory
+from blueprintd.preflight import HelmPreflight
+from blueprintd.preflight.run import Memo, refusal, render_states, run_preflight
 from blueprintd.render import compile_blueprint
 from blueprintd.render.desired import DesiredState
 from blueprintd.rollout import decide
@@ -55,6 +59,7 @@ __all__ = ["PAUSE_ANNOTATION", "RESUME_ANNOTATION", "ROLLBACK_ANNOTATION", "Cont
 PAUSE_ANNOTATION = "blueprintd.io/rollout-paused"
 RESTORE_ANNOTATION = membercluster.RESTORE_ANNOTATION
 RESUME_ANNOTATION = "blueprintd.io/rollout-resume"
+PREFLIGHT_FAILED = "ChartPreflightFailed"
 
 
 def now() -> datetime:
@@ -96,6 +101,7 @@ class Controller:
             store, operator_user=settings.operator_user, resync_seconds=settings.drift_resync_seconds
         )
         self._rendered: dict[tuple[str, str], DesiredState] = {}  # (cluster, blueprint), for drift
+        self._preflight_memo: Memo = {}  # chart verdicts by (chart, values): each is templated once
 
     async def _write(self, kind: str, obj: dict[str, Any], new: ApiModel, keys: tuple[str, ...]) -> bool:
         """Patch what changed of ``keys`` (nothing at all when nothing did); True when written."""
@@ -128,6 +134,11 @@ class Controller:
             await self._invalid(bp, "Invalid", "; ".join(f"{i.field}: {i.message}" for i in untyped))
             return
         if existing is None:
+            refused = await self._chart_preflight(model)
+            if refused:
+                message = f"chart pre-flight failed for version {version}:\n{refused}"
+                await self._invalid(bp, PREFLIGHT_FAILED, message)
+                return
             source = (bp.get("metadata") or {}).get("annotations") or {}
             await self.store.create(
                 "BlueprintRevision",
@@ -163,6 +174,35 @@ class Controller:
         await self._write("Blueprint", bp, new, status.PUBLISH_KEYS)
         metrics.BLUEPRINT_VALID.labels(blueprint=bp["metadata"]["name"]).set(1)
 
+    async def _chart_preflight(self, model: Blueprint) -> str:
+        """Template the version's charts with the values rendered for every selected, reachable
+        member (``blueprintd.preflight``); why it must not roll out, or "" when it may."""
+        if not self.settings.chart_preflight:
+            return ""
+        from blueprintd.facts.collect.live import collect_cluster_facts
+
+        clusters: list[tuple[Any, dict[str, Any]]] = []
+        for raw in await self.store.list("MemberCluster"):
+            mc = MemberCluster.model_validate(raw)
+            name, labels = mc.metadata.name, dict(mc.metadata.labels or {})
+            if not matches(model.spec.cluster_selector, labels):
+                continue
+            try:
+                session = await self._session(mc)
+                facts = await asyncio.to_thread(collect_cluster_facts, session.api_client, name, cluster_labels=labels)
+            except Exception as exc:  # an unreachable member is checked by its own reconcile
+                log.info("chart pre-flight: member %s skipped: %s", name, exc)
+                continue
+            clusters.append((facts, (raw.get("spec") or {}).get("parameters") or {}))
+        try:
+            states = render_states(model, clusters, self.settings.chart_mirrors)
+        except BlueprintdError as exc:  # a render error is reported by the member's reconcile
+            log.info("chart pre-flight: render failed: %s", exc)
+            return ""
+        helm = HelmPreflight(self.settings.helm, self.settings.workdir / "charts")
+        report = await asyncio.to_thread(run_preflight, states, helm, self._preflight_memo)
+        return refusal(report)
+
     async def _invalid(self, bp: dict[str, Any], reason: str, message: str) -> None:
         metrics.BLUEPRINT_VALID.labels(blueprint=bp["metadata"]["name"]).set(0)
         new = status.fold_invalid(_blueprint_status(bp), bp["metadata"].get("generation"), reason, message, now())
@@ -175,7 +215,11 @@ class Controller:
         """Decide which version each selected cluster should run now; record it in status."""
         if not (bp.get("status") or {}).get("revision"):
             return  # not published (invalid or not seen yet)
+        conditions = (bp.get("status") or {}).get("conditions") or []
+        refused = any(c.get("type") == "Valid" and c.get("reason") == PREFLIGHT_FAILED for c in conditions)
         model = Blueprint.model_validate(bp)
+        if refused and target_version(model) == model.spec.version:
+            return  # the new version's charts refuse its values: nothing moves, the reason stays
         name = model.metadata.name
         target = target_version(model)
         if await self.store.get("BlueprintRevision", revision_name(name, target)) is None:

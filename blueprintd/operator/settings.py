@@ -70,6 +70,7 @@ class OperatorSettings:
     member_resync_seconds: float = 10.0
     rollout_resync_seconds: float = 2.0
     failure_retry_seconds: float = 30.0
+    chart_preflight: bool = True  # template each new version's charts before it rolls out
     metrics_port: int = 0  # 0: no metrics endpoint
     webhook_port: int = 0  # 0: no GitSource push-webhook receiver
     peering: str | None = None  # kopf peering name for HA; None: standalone
