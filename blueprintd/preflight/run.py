@@ -8,6 +8,7 @@ both get the same ``PreflightReport``. A chart that cannot be pulled is reported
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from blueprintd.api.blueprint import Blueprint
@@ -21,33 +22,39 @@ from blueprintd.preflight.check import (
     unknown_key_problems,
 )
 from blueprintd.preflight.helm import ChartUnavailable, HelmPreflight
-from blueprintd.render.desired import DesiredState
+from blueprintd.render.desired import DesiredState, HelmRelease
 
 # (repo, chart, version, release, namespace, values hash) -> (problems, objects rendered)
 Memo = dict[tuple[str, ...], tuple[list[Problem], int]]
 
 
 def run_preflight(
-    states: Iterable[DesiredState], helm: HelmPreflight, memo: Memo | None = None
+    states: Iterable[DesiredState], helm: HelmPreflight, memo: Memo | None = None, workers: int = 4
 ) -> PreflightReport:
     """Template every distinct (add-on, values) of ``states`` with its pinned chart.
 
-    ``memo`` (the operator keeps one) remembers each verdict by chart and values, so a
-    version is templated once however often it is published or resumed; a chart that could
-    not be pulled is not remembered (the next attempt may get it)."""
-    checks: list[ChartCheck] = []
-    for check, release in plan_checks(states):
-        checks.append(check)
+    Checks run ``workers`` at a time (each is a helm process). ``memo`` (the operator keeps
+    one) remembers each verdict by chart and values, so a version is templated once however
+    often it is published or resumed; a chart that could not be pulled is not remembered (the
+    next attempt may get it)."""
+    planned = plan_checks(states)
+
+    def one(item: tuple[ChartCheck, HelmRelease]) -> ChartCheck:
+        check, release = item
         key = (check.repo, check.chart, check.version, check.release, check.namespace, check.values_hash)
         if memo is not None and key in memo:
             problems, check.objects = memo[key]
             check.problems.extend(p.model_copy() for p in problems)
-            continue
+            return check
+        missing = unavailable.get((release.repo, release.chart, release.version))
+        if missing is not None:
+            check.problems.append(Problem(kind="unavailable", message=missing))
+            return check
         try:
             cached = helm.chart(release.repo, release.chart, release.version)
         except ChartUnavailable as exc:
             check.problems.append(Problem(kind="unavailable", message=str(exc)))
-            continue
+            return check
         result = helm.template(cached, release.release_name, release.namespace, release.values)
         if not result.ok:
             check.problems.extend(template_problems(result.stderr))
@@ -57,7 +64,27 @@ def run_preflight(
             check.problems.extend(unknown_key_problems(release.values, cached.defaults, release.chart))
         if memo is not None:
             memo[key] = ([p.model_copy() for p in check.problems], check.objects)
+        return check
+
+    # Charts first, one pull each (in parallel across charts), then the templates in parallel;
+    # a chart that cannot be pulled is tried once per run.
+    charts = sorted({(r.repo, r.chart, r.version) for _c, r in planned})
+    unavailable: dict[tuple[str, str, str], str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for key, error in zip(charts, pool.map(lambda key: _try_pull(helm, *key), charts), strict=True):
+            if error is not None:
+                unavailable[key] = error
+        checks = list(pool.map(one, planned))
     return PreflightReport(checks=checks)
+
+
+def _try_pull(helm: HelmPreflight, repo: str, chart: str, version: str) -> str | None:
+    """Fill the cache; the error when the chart cannot be had."""
+    try:
+        helm.chart(repo, chart, version)
+    except ChartUnavailable as exc:
+        return str(exc)
+    return None
 
 
 def refusal(report: PreflightReport) -> str:
