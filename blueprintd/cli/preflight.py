@@ -17,6 +17,7 @@ from rich.console import Console
 
 from blueprintd.api.blueprint import Blueprint
 from blueprintd.api.facts import ClusterFacts
+from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits
 from blueprintd.api.load import load_model_file
 from blueprintd.cli.render import parse_pairs
 from blueprintd.errors import BlueprintdError
@@ -55,6 +56,7 @@ def run_chart_preflight(
     mirror_pairs: list[str],
     cache: Path | None,
     helm: str | None,
+    limits: BlueprintLimits = DEFAULT_LIMITS,
 ) -> PreflightReport:
     mirrors = parse_pairs(mirror_pairs, "UPSTREAM", "https://helm.ngc.nvidia.com/nvidia=http://mirror/nvidia")
     clusters: list[tuple[ClusterFacts, dict[str, Any]]] = [
@@ -64,7 +66,7 @@ def run_chart_preflight(
         clusters += asyncio.run(_member_facts(kubeconfig, namespace))
     if not clusters:
         raise BlueprintdError("no cluster to render for: no facts given and no reachable MemberCluster")
-    states = [state for bp in blueprints for state in render_states(bp, clusters, mirrors)]
+    states = [state for bp in blueprints for state in render_states(bp, clusters, mirrors, limits)]
     return run_preflight(states, HelmPreflight(find_helm(helm), cache))
 
 

@@ -153,6 +153,7 @@ def validate_cmd(
                 chart_mirror or [],
                 chart_cache,
                 helm,
+                replace(DEFAULT_LIMITS, cel_cost=cel_cost_limit),
             )
         except InvalidInput as exc:
             issues = exc.issues

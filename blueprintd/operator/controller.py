@@ -195,7 +195,14 @@ class Controller:
                 continue
             clusters.append((facts, (raw.get("spec") or {}).get("parameters") or {}))
         try:
-            states = render_states(model, clusters, self.settings.chart_mirrors)
+            states = await asyncio.to_thread(
+                render_states,
+                model,
+                clusters,
+                self.settings.chart_mirrors,
+                self.settings.blueprint_limits,
+                self.settings.cel_budget,
+            )
         except BlueprintdError as exc:  # a render error is reported by the member's reconcile
             log.info("chart pre-flight: render failed: %s", exc)
             return ""

@@ -12,7 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from blueprintd.api.blueprint import Blueprint
+from blueprintd.api.cel import CelBudget
 from blueprintd.api.facts import ClusterFacts
+from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits
 from blueprintd.preflight.check import (
     ChartCheck,
     PreflightReport,
@@ -105,15 +107,22 @@ def render_states(
     blueprint: Blueprint,
     clusters: Sequence[tuple[ClusterFacts, Mapping[str, Any]]],
     mirrors: Mapping[str, str],
+    limits: BlueprintLimits = DEFAULT_LIMITS,
+    cel_budget: CelBudget | None = None,
 ) -> list[DesiredState]:
-    """``blueprint`` rendered for each (facts, per-cluster parameters), as the operator would;
-    clusters the Blueprint does not select are skipped."""
+    """``blueprint`` rendered for each (facts, per-cluster parameters), as the operator would
+    (same limits and CEL budget); clusters the Blueprint does not select are skipped."""
     from blueprintd.api.common import matches
     from blueprintd.render import RenderOptions, compile_blueprint, render
 
-    compiled = compile_blueprint(blueprint)
+    compiled = compile_blueprint(blueprint, limits)
+    budget = cel_budget or CelBudget()
     return [
-        render(compiled, facts, RenderOptions(chart_mirrors=dict(mirrors), parameters=dict(params)))
+        render(
+            compiled,
+            facts,
+            RenderOptions(chart_mirrors=dict(mirrors), parameters=dict(params), cel_budget=budget),
+        )
         for facts, params in clusters
         if matches(blueprint.spec.cluster_selector, facts.cluster_labels)
     ]
