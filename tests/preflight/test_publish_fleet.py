@@ -22,8 +22,8 @@ from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.demo import mirror_flags, register_members
 from blueprintd.devfleet.fleet import Fleet
 from blueprintd.devfleet.nodes import FleetFile, MemberSpec, NodeGroupSpec
+from blueprintd.devfleet.standins import StandIns
 from blueprintd.devfleet.testing import OperatorProcess, running_fleet, wait_for
-from blueprintd.devfleet.workloads import WorkloadSimulator
 
 pytestmark = pytest.mark.fleet
 
@@ -32,9 +32,11 @@ NS = "blueprintd-system"
 GROUP, VERSION = "blueprintd.io", "v1alpha1"
 FLEET = FleetFile(
     members=[
-        MemberSpec(name="pf-mixed", labels={"env": "test"},
+        # api-only: nothing is meant to reach these members; the stand-ins play the controllers.
+        MemberSpec(name="pf-mixed", labels={"env": "test"}, control_plane="api-only",
                    nodes=[NodeGroupSpec(profile="h100", count=1), NodeGroupSpec(profile="l4", count=1)]),
-        MemberSpec(name="pf-l4", labels={"env": "test"}, nodes=[NodeGroupSpec(profile="l4", count=1)]),
+        MemberSpec(name="pf-l4", labels={"env": "test"}, control_plane="api-only",
+                   nodes=[NodeGroupSpec(profile="l4", count=1)]),
     ]
 )
 
@@ -49,7 +51,7 @@ def kubectl(bins: Binaries, fleet: Fleet, *args: str, stdin: str | None = None) 
 @pytest.fixture(scope="module")
 def fleet(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     with running_fleet(tmp_path_factory.mktemp("pffleet"), FLEET, kube_binaries) as f:
-        sim = WorkloadSimulator(f)
+        sim = StandIns(f)
         sim.start()
         try:
             kubectl(kube_binaries, f, "apply", "--server-side", "-f", str(REPO / "crds"))
