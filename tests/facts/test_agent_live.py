@@ -13,6 +13,7 @@ import contextlib
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,17 @@ def _read(admin: Any, name: str) -> dict[str, Any]:
     return node
 
 
+def _node_writes(member: ClusterHandle, mark: int, user: str, node: str) -> list[Any]:
+    """The user's writes to ``node`` after ``mark``, once the API server has logged them: it writes
+    the ResponseComplete audit event after the client already has its response."""
+    deadline = time.monotonic() + 10
+    while True:
+        writes = [w for w in member.audit.writes(mark, user=user) if w.name == node]
+        if writes or time.monotonic() > deadline:
+            return writes
+        time.sleep(0.1)
+
+
 def test_agent_publishes_republishes_on_change_and_skips_unchanged(
     member: ClusterHandle, admin: Any, node: str, agent_identity: tuple[Any, str, Path]
 ) -> None:
@@ -142,7 +154,7 @@ def test_agent_publishes_republishes_on_change_and_skips_unchanged(
     assert meta["labels"][LABEL_PRODUCT] == "NVIDIA-H100-80GB-HBM3"
     assert meta["labels"][LABEL_COUNT] == "8" and meta["labels"][LABEL_MIG_ENABLED] == "true"
     assert meta["labels"]["team"] == "a" and meta["labels"]["nvidia.com/gpu.present"] == "true"
-    writes = [w for w in member.audit.writes(mark, user=user) if w.name == node]
+    writes = _node_writes(member, mark, user, node)
     assert [(w.verb, w.resource, w.code) for w in writes] == [("patch", "nodes", 200)]
 
     # 2. Nothing changed: zero write calls, verified in the API server's audit log.
@@ -155,7 +167,7 @@ def test_agent_publishes_republishes_on_change_and_skips_unchanged(
     fake.set_mig_layout(0, ["3g.40gb", "3g.40gb"])
     mark = member.audit.mark()
     assert agent.run_once().wrote
-    assert len([w for w in member.audit.writes(mark, user=user) if w.name == node]) == 1
+    assert len(_node_writes(member, mark, user, node)) == 1
     inventory = decode_inventory(_read(admin, node)["metadata"]["annotations"][ANNOTATION_KEY], node)
     assert [m.profile for m in inventory.gpus[0].mig_devices] == ["3g.40gb", "3g.40gb"]
 
@@ -187,7 +199,7 @@ def test_agent_loop_runs_until_stopped_and_writes_once(
         thread.join(timeout=10)
     assert not thread.is_alive()
     assert [c.wrote for c in cycles[:4]] == [True, False, False, False]
-    assert len([w for w in member.audit.writes(mark, user=user) if w.name == node]) == 1
+    assert len(_node_writes(member, mark, user, node)) == 1
 
 
 def test_agent_rbac_is_least_privilege(agent_identity: tuple[Any, str, Path], node: str) -> None:
