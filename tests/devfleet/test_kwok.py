@@ -57,9 +57,9 @@ def test_parse_proc_net_tcp_reads_little_endian_addresses() -> None:
     text = (
         "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
         "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1\n"
-        "   1: 0100007F:A2C4 0A00800A:01BB 02 00000000:00000000 00:00000000 00000000     0        0 4343 1\n"
+        "   1: 0100007F:A2C4 0A0200C0:01BB 02 00000000:00000000 00:00000000 00000000     0        0 4343 1\n"
     )
     assert parse_proc_net_tcp(text) == {
         4242: ("127.0.0.1:8080", "0.0.0.0:0", "LISTEN"),
-        4343: ("127.0.0.1:41668", "10.128.0.10:443", "SYN_SENT"),
+        4343: ("127.0.0.1:41668", "192.0.2.10:443", "SYN_SENT"),
     }
