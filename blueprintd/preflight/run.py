@@ -23,7 +23,7 @@ from blueprintd.preflight.check import (
     template_problems,
     unknown_key_problems,
 )
-from blueprintd.preflight.helm import ChartUnavailable, HelmPreflight
+from blueprintd.preflight.helm import CachedChart, ChartUnavailable, HelmPreflight
 from blueprintd.render.desired import DesiredState, HelmRelease
 
 # (repo, chart, version, release, namespace, values hash) -> (problems, objects rendered)
@@ -37,26 +37,25 @@ def run_preflight(
 
     Checks run ``workers`` at a time (each is a helm process). ``memo`` (the operator keeps
     one) remembers each verdict by chart and values, so a version is templated once however
-    often it is published or resumed; a chart that could not be pulled is not remembered (the
-    next attempt may get it)."""
+    often it is published or resumed, and a chart only remembered verdicts need is not even
+    read from the cache; a chart that could not be pulled is not remembered (the next attempt
+    may get it)."""
     planned = plan_checks(states)
-
-    def one(item: tuple[ChartCheck, HelmRelease]) -> ChartCheck:
-        check, release = item
+    todo: list[tuple[ChartCheck, HelmRelease, tuple[str, ...]]] = []
+    for check, release in planned:
         key = (check.repo, check.chart, check.version, check.release, check.namespace, check.values_hash)
         if memo is not None and key in memo:
             problems, check.objects = memo[key]
             check.problems.extend(p.model_copy() for p in problems)
-            return check
-        missing = unavailable.get((release.repo, release.chart, release.version))
-        if missing is not None:
-            check.problems.append(Problem(kind="unavailable", message=missing))
-            return check
-        try:
-            cached = helm.chart(release.repo, release.chart, release.version)
-        except ChartUnavailable as exc:
-            check.problems.append(Problem(kind="unavailable", message=str(exc)))
-            return check
+        else:
+            todo.append((check, release, key))
+
+    def one(item: tuple[ChartCheck, HelmRelease, tuple[str, ...]]) -> None:
+        check, release, key = item
+        cached = charts[(release.repo, release.chart, release.version)]
+        if isinstance(cached, str):
+            check.problems.append(Problem(kind="unavailable", message=cached))
+            return
         result = helm.template(cached, release.release_name, release.namespace, release.values)
         if not result.ok:
             check.problems.extend(template_problems(result.stderr))
@@ -66,27 +65,22 @@ def run_preflight(
             check.problems.extend(unknown_key_problems(release.values, cached.defaults, release.chart))
         if memo is not None:
             memo[key] = ([p.model_copy() for p in check.problems], check.objects)
-        return check
 
-    # Charts first, one pull each (in parallel across charts), then the templates in parallel;
-    # a chart that cannot be pulled is tried once per run.
-    charts = sorted({(r.repo, r.chart, r.version) for _c, r in planned})
-    unavailable: dict[tuple[str, str, str], str] = {}
+    # Charts first, one pull (or cache read) each, in parallel across charts; then the
+    # templates in parallel. A chart that cannot be pulled is tried once per run.
+    wanted = sorted({(r.repo, r.chart, r.version) for _c, r, _k in todo})
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for key, error in zip(charts, pool.map(lambda key: _try_pull(helm, *key), charts), strict=True):
-            if error is not None:
-                unavailable[key] = error
-        checks = list(pool.map(one, planned))
-    return PreflightReport(checks=checks)
+        charts = dict(zip(wanted, pool.map(lambda key: _chart(helm, *key), wanted), strict=True))
+        list(pool.map(one, todo))
+    return PreflightReport(checks=[check for check, _r in planned])
 
 
-def _try_pull(helm: HelmPreflight, repo: str, chart: str, version: str) -> str | None:
-    """Fill the cache; the error when the chart cannot be had."""
+def _chart(helm: HelmPreflight, repo: str, chart: str, version: str) -> CachedChart | str:
+    """The cached chart (pulled when missing), or why it cannot be had."""
     try:
-        helm.chart(repo, chart, version)
+        return helm.chart(repo, chart, version)
     except ChartUnavailable as exc:
         return str(exc)
-    return None
 
 
 def refusal(report: PreflightReport) -> str:
