@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import Field
@@ -85,13 +85,28 @@ class PreflightReport(ApiModel):
     def failed(self) -> list[ChartCheck]:
         return [c for c in self.checks if not c.ok]
 
-    def summary(self) -> str:
-        """One line per failing (add-on, cluster): what the operator puts in a condition."""
-        lines = []
-        for c in self.failed:
-            for p in c.problems:
-                lines.append(f"add-on {c.addon} ({c.chart} {c.version}) for {', '.join(c.targets)}: {p}")
-        return "\n".join(lines)
+    def summary(self, kinds: Collection[ProblemKind] | None = None) -> str:
+        """One line per problem (of ``kinds``, default all) of a failing (add-on, clusters):
+        what the operator puts in a condition."""
+        return "\n".join(
+            f"add-on {c.addon} ({c.chart} {c.version}) for {', '.join(c.targets)}: {p}"
+            for c in self.failed
+            for p in c.problems
+            if kinds is None or p.kind in kinds
+        )
+
+    def refusal(self) -> str:
+        """Why a version must not roll out, or "" when it may.
+
+        Only what fails on every cluster it was rendered for refuses a version: a template
+        error or a value the chart's schema rejects. An unknown key (the chart ignores it) and
+        a chart that could not be pulled right now (the member's own retries will pull it) do
+        not."""
+        return self.summary(REFUSING_KINDS)
+
+
+# The problems that stop a version from rolling out (see ``PreflightReport.refusal``).
+REFUSING_KINDS: frozenset[ProblemKind] = frozenset({"template", "schema"})
 
 
 def values_hash(values: Mapping[str, Any]) -> str:

@@ -84,17 +84,8 @@ def _chart(helm: HelmPreflight, repo: str, chart: str, version: str) -> CachedCh
 
 
 def refusal(report: PreflightReport) -> str:
-    """Why a version must not roll out, or "" when it may.
-
-    Only what fails on every cluster it was rendered for refuses a version: a template error or
-    a value the chart's schema rejects. An unknown key (the chart ignores it) and a chart that
-    could not be pulled right now (the member's own retries will pull it) do not."""
-    lines = []
-    for c in report.checks:
-        for p in c.problems:
-            if p.kind in ("template", "schema"):
-                lines.append(f"add-on {c.addon} ({c.chart} {c.version}) for {', '.join(c.targets)}: {p}")
-    return "\n".join(lines)
+    """Why a version must not roll out, or "" when it may (``PreflightReport.refusal``)."""
+    return report.refusal()
 
 
 def render_states(

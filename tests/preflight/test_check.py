@@ -10,6 +10,7 @@ from blueprintd.api.facts import ClusterFacts
 from blueprintd.api.load import load_blueprints, load_model_file
 from blueprintd.preflight.check import (
     PreflightReport,
+    Problem,
     plan_checks,
     template_problems,
     undefined_keys,
@@ -159,3 +160,16 @@ def test_a_cluster_the_blueprint_does_not_select_is_not_rendered() -> None:
     (bp,) = load_blueprints([REPO_ROOT / "blueprints" / "gpu-platform"])
     off = example("l4-only").model_copy(update={"cluster_labels": {"blueprintd.io/gpu-platform": "disabled"}})
     assert [s.cluster for s in render_states(bp, [(example("mixed"), {}), (off, {})], {})] == ["mixed-1"]
+
+
+def test_only_template_and_schema_problems_refuse_a_version(states: list) -> None:  # type: ignore[type-arg]
+    planned = {check.addon: check for check, _rel in plan_checks(states)}
+    kata, kai = planned["kata"], planned["kai-scheduler"]
+    kata.problems.extend(template_problems(SCHEMA_ERR_NEW))
+    kai.problems.append(Problem(kind="unavailable", message="no network"))
+    kai.problems.append(Problem(kind="unknown-key", path="x", message="typo"))
+    report = PreflightReport(checks=[kata, kai])
+    assert len(report.summary().splitlines()) == len(kata.problems) + 2
+    refused = report.refusal().splitlines()
+    assert refused and all(line.startswith("add-on kata ") for line in refused)
+    assert PreflightReport(checks=[kai]).refusal() == ""
