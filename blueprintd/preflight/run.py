@@ -13,6 +13,7 @@ from typing import Any
 
 from blueprintd.api.blueprint import Blueprint
 from blueprintd.api.cel import CelBudget
+from blueprintd.api.common import matches
 from blueprintd.api.facts import ClusterFacts
 from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits
 from blueprintd.preflight.check import (
@@ -24,6 +25,7 @@ from blueprintd.preflight.check import (
     unknown_key_problems,
 )
 from blueprintd.preflight.helm import CachedChart, ChartUnavailable, HelmPreflight
+from blueprintd.render import RenderOptions, compile_blueprint, render
 from blueprintd.render.desired import DesiredState, HelmRelease
 
 # (repo, chart, version, release, namespace, values hash) -> (problems, objects rendered)
@@ -97,9 +99,6 @@ def render_states(
 ) -> list[DesiredState]:
     """``blueprint`` rendered for each (facts, per-cluster parameters), as the operator would
     (same limits and CEL budget); clusters the Blueprint does not select are skipped."""
-    from blueprintd.api.common import matches
-    from blueprintd.render import RenderOptions, compile_blueprint, render
-
     compiled = compile_blueprint(blueprint, limits)
     budget = cel_budget or CelBudget()
     return [
