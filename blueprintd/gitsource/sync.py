@@ -55,7 +55,6 @@ ANN_COMMIT = "blueprintd.io/git-commit"
 ANN_PATH = "blueprintd.io/git-path"
 WEBHOOK_KEY = "token"
 MAX_ERRORS = 20
-ALLOW_FILE_ENV = "BLUEPRINTD_GIT_ALLOW_FILE_URLS"
 
 
 @dataclass(frozen=True)

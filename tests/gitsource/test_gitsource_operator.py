@@ -34,7 +34,6 @@ from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.demo import OPERATOR_USER
 from blueprintd.devfleet.fleet import Fleet
 from blueprintd.devfleet.testing import unique_name
-from blueprintd.gitsource.sync import ALLOW_FILE_ENV
 from blueprintd.gitsource.webhook import SIGNATURE_HEADER, sign
 
 pytestmark = pytest.mark.fleet
@@ -178,7 +177,7 @@ def env(fleet: Fleet, kube_binaries: Binaries, tmp_path_factory: pytest.TempPath
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env={**os.environ, ALLOW_FILE_ENV: "1"},
+            env={**os.environ, "BLUEPRINTD_GIT_ALLOW_FILE_URLS": "1"},
         )
     e = Env(
         fleet,
