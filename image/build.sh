@@ -29,7 +29,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/blueprintd-image.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 started=$(date +%s)
 
+base_built=false
 if [ ! -f "$base/done" ]; then
+  base_built=true
   echo "[1/4] base layer: Debian bookworm root filesystem (mmdebstrap; cached as $base)"
   rm -rf "$base"; mkdir -p "$base"
   # Debian's own .pyc files check source mtimes: leave the base's mtimes as dpkg set them.
@@ -97,6 +99,6 @@ rootfs_bytes=$(( $(stat -c %s "$base/rootfs.tar") + $(stat -c %s "$work/app.tar"
 compressed=$(du -sb "$layout/blobs" | cut -f1)
 seconds=$(( $(date +%s) - started ))
 digest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$layout/index.json")
-printf '{"tag": "%s", "digest": "%s", "seconds": %d, "rootfsBytes": %d, "compressedBytes": %d}\n' \
-  "$tag" "$digest" "$seconds" "$rootfs_bytes" "$compressed" > "$out/build.json"
+printf '{"tag": "%s", "digest": "%s", "seconds": %d, "baseBuilt": %s, "rootfsBytes": %d, "compressedBytes": %d}\n' \
+  "$tag" "$digest" "$seconds" "$base_built" "$rootfs_bytes" "$compressed" > "$out/build.json"
 echo "built $layout:$tag ($digest) in ${seconds}s: root filesystem $(( rootfs_bytes / 1048576 )) MiB, compressed $(( compressed / 1048576 )) MiB"
