@@ -54,7 +54,6 @@ class CachedChart:
     """A chart archive in the cache, with what the pre-flight reads from it."""
 
     archive: Path
-    digest: str
     defaults: dict[str, Any]
     has_schema: bool
 
@@ -172,7 +171,7 @@ def _read_entry(entry: Path) -> CachedChart | None:
         defaults, has_schema = _chart_facts(archives[0])
     except (OSError, tarfile.TarError, yaml.YAMLError):
         return None
-    return CachedChart(archives[0], digest, defaults, has_schema)
+    return CachedChart(archives[0], defaults, has_schema)
 
 
 def _chart_facts(archive: Path) -> tuple[dict[str, Any], bool]:
