@@ -9,20 +9,15 @@ real management API server and checks that nothing was written and the status sa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from gitsource_helpers import ALLOW_FILE, SourceRepo, delete_all, install_crds
-from kubernetes import client
+from gitsource_helpers import ALLOW_FILE, SourceRepo
 
 from blueprintd.cluster.management import ManagementStore
-from blueprintd.devfleet.binaries import Binaries
-from blueprintd.devfleet.fleet import Fleet
-from blueprintd.devfleet.testing import unique_name
 from blueprintd.gitsource.content import MODE_FILE, Limits, TreeEntry, evaluate
 from blueprintd.gitsource.sync import sync_gitsource
 
@@ -83,23 +78,6 @@ def test_commit_with_a_valid_default_is_accepted() -> None:
 
 
 # --- real repositories, real API server -------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def crds(fleet: Fleet, kube_binaries: Binaries) -> None:
-    install_crds(fleet, kube_binaries)
-
-
-@pytest.fixture
-def store(fleet: Fleet, crds: None) -> Iterator[ManagementStore]:
-    api_client = fleet.management.api_client()
-    ns = unique_name("gitparams")
-    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": ns}})
-    try:
-        yield ManagementStore(api_client, ns)
-    finally:
-        delete_all(api_client, ns)
-        api_client.close()
 
 
 def sync(store: ManagementStore, name: str, cache: Path) -> dict[str, Any]:

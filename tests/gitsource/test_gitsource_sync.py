@@ -13,17 +13,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gitsource_helpers import ALLOW_FILE, SourceRepo, blueprint_yaml, delete_all, install_crds
+from gitsource_helpers import ALLOW_FILE, SourceRepo, blueprint_yaml
 from kubernetes import client
 
 from blueprintd.cluster.management import ManagementStore
-from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.fleet import Fleet
 from blueprintd.devfleet.testing import unique_name
 from blueprintd.gitsource.sync import ANN_COMMIT, ANN_PATH, ANN_REPO, FIELD_MANAGER, SOURCE_LABEL, sync_gitsource
@@ -31,23 +29,6 @@ from blueprintd.gitsource.sync import ANN_COMMIT, ANN_PATH, ANN_REPO, FIELD_MANA
 pytestmark = pytest.mark.fleet
 
 GROUP, VERSION = "blueprintd.io", "v1alpha1"
-
-
-@pytest.fixture(scope="module")
-def crds(fleet: Fleet, kube_binaries: Binaries) -> None:
-    install_crds(fleet, kube_binaries)
-
-
-@pytest.fixture
-def store(fleet: Fleet, crds: None) -> Iterator[ManagementStore]:
-    api_client = fleet.management.api_client()
-    ns = unique_name("gitsync")
-    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": ns}})
-    try:
-        yield ManagementStore(api_client, ns)
-    finally:
-        delete_all(api_client, ns)
-        api_client.close()
 
 
 class Harness:
