@@ -134,8 +134,9 @@ def validate_cmd(
             "--charts needs clusters to render for: --facts FILE (repeatable) or --kubeconfig MANAGEMENT",
             param_hint="--charts",
         )
+    limits = replace(DEFAULT_LIMITS, cel_cost=cel_cost_limit)
     try:
-        loaded = load_objects(paths, replace(DEFAULT_LIMITS, cel_cost=cel_cost_limit))
+        loaded = load_objects(paths, limits)
         issues: list[Issue] = []
     except InvalidInput as exc:
         loaded = []
@@ -153,7 +154,7 @@ def validate_cmd(
                 chart_mirror or [],
                 chart_cache,
                 helm,
-                replace(DEFAULT_LIMITS, cel_cost=cel_cost_limit),
+                limits,
             )
         except InvalidInput as exc:
             issues = exc.issues
