@@ -75,6 +75,11 @@ class HelmPreflight:
     # --- cache ---------------------------------------------------------------------------
 
     def entry_dir(self, repo: str, chart: str, version: str) -> Path:
+        """``<cache>/<repo key>/<chart>/<version>``, never outside the cache: a chart name or
+        version with an empty, ``.`` or ``..`` path part (which helm would refuse to pull
+        anyway) is ``ChartUnavailable`` before anything is created."""
+        if any(part in ("", ".", "..") for part in f"{chart}/{version}".split("/")):
+            raise ChartUnavailable(f"chart {chart} {version} from {repo}: not a chart name and version helm can pull")
         repo_key = hashlib.sha256(repo.rstrip("/").encode()).hexdigest()[:16]
         return self.cache_dir / repo_key / chart / version
 
