@@ -330,10 +330,10 @@ def _release_ignore(step: Step, name: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def check_release(desired: DesiredState, step: Step, live: ReleaseState | None) -> list[Drift]:
+def check_release(desired: DesiredState, step: Step, live: ReleaseState | None) -> list[Drift] | None:
     """A Helm release that is missing, failed, rolled back, at another chart version or with
-    values changed out of band. A release mid-operation (pending-*) is not judged: helm is
-    still working and the next event shows the outcome."""
+    values changed out of band. A release mid-operation (pending-*) is not judged (None, not
+    "no drift"): helm is still working and the next event shows the outcome."""
     helm = step.helm
     assert helm is not None
     target = release_target(helm.namespace, helm.release_name)
@@ -355,7 +355,7 @@ def check_release(desired: DesiredState, step: Step, live: ReleaseState | None) 
             )
         ]
     if live.pending:
-        return []
+        return None
     own = live.by_operator
     out: list[Drift] = []
 
@@ -544,8 +544,10 @@ class DriftIndex:
         modes = {w.mode for w in self.nodes.get(target.ref.name, {}).values()}
         return "remediate" if len(modes) != 1 else modes.pop()
 
-    def check(self, target: Target, live: Any) -> list[Drift]:
-        """Drift of one target; ``live`` is the object dict, the ``ReleaseState`` or the Node (None: absent)."""
+    def check(self, target: Target, live: Any) -> list[Drift] | None:
+        """Drift of one target; ``live`` is the object dict, the ``ReleaseState`` or the Node (None: absent).
+        None: the target cannot be judged now (a Helm release mid-operation), so it is neither
+        drifted nor back in line — an open report entry must stay open."""
         if target.kind in ("object", "rendered", "guarded"):
             t = self.objects.get(target.id)
             return check_object(t, live) if t is not None else []
@@ -572,12 +574,12 @@ def detect(
     for t in index.targets():
         if t.kind == "node":
             labels = live.node_labels.get(t.ref.name)
-            out += index.check(t, None if labels is None else {"metadata": {"labels": labels}})
+            found = index.check(t, None if labels is None else {"metadata": {"labels": labels}})
         elif t.kind == "release":
-            out += index.check(t, live.releases.get((t.ref.namespace, t.ref.name)))
+            found = index.check(t, live.releases.get((t.ref.namespace, t.ref.name)))
         else:
-            tracked = index.objects[t.id]
-            out += index.check(t, live.objects.get(object_key(tracked.obj)))
+            found = index.check(t, live.objects.get(object_key(index.objects[t.id].obj)))
+        out += found or []  # not judged (None) reports nothing
     return out
 
 

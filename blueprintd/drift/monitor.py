@@ -544,12 +544,12 @@ class ClusterMonitor:
         if self.stopped or stream_of(target) not in self.synced:
             return  # not listed yet: absent from the cache does not mean deleted
         live = self._live(target)
-        if target.kind == "release" and live is not None and live.pending:
-            # helm is mid-operation (e.g. a reinstall waiting on its pre-install hook Job): not
-            # judged, so it must not count as "no drift" either, which would resolve the open
-            # entry before the release is back. The event that ends the operation is checked.
-            return
         found = self.index.check(target, live)
+        if found is None:
+            # Not judged (a Helm release mid-operation, e.g. a reinstall waiting on its
+            # pre-install hook Job): "no drift" would resolve the open entry before the release
+            # is back. The event that ends the operation is checked.
+            return
         if target.kind == "rendered" and live is None and found:
             if self._defer(target):
                 return

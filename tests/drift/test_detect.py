@@ -249,6 +249,9 @@ def test_a_release_being_upgraded_is_not_judged_and_blueprintd_revisions_are_its
     live = converged()
     live.releases[("kai", "kai")] = release(status="pending-upgrade", values={})
     assert detect([desired()], live) == []
+    # "not judged" is its own answer, not "no drift": the monitor must not resolve an open entry
+    index = DriftIndex.build([desired()])
+    assert index.check(release_target("kai", "kai"), live.releases[("kai", "kai")]) is None
     live.releases[("kai", "kai")] = release(revision=4, values={"global": {"gpuSharing": False}})
     assert all(d.own for d in detect([desired()], live))
 
