@@ -44,19 +44,16 @@ class ObjectClient:
     def _resource(self, api_version: str, kind: str) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+        # A kind missing from the cached discovery (a CRD created since) makes the library
+        # rediscover once by itself before it gives up: no retry of our own is needed.
         with self._discovery:
             try:
                 return self._dyn.resources.get(api_version=api_version, kind=kind)
             except ResourceNotFoundError:
-                # A CRD may have been created since discovery was cached.
-                self._dyn.resources.invalidate_cache()
-                try:
-                    return self._dyn.resources.get(api_version=api_version, kind=kind)
-                except ResourceNotFoundError:
-                    raise ApplyError(
-                        f"the cluster does not serve {kind} ({api_version}); is the add-on that installs its CRD "
-                        "listed in dependsOn?"
-                    ) from None
+                raise ApplyError(
+                    f"the cluster does not serve {kind} ({api_version}); is the add-on that installs its CRD "
+                    "listed in dependsOn?"
+                ) from None
 
     def namespaced(self, api_version: str, kind: str) -> bool:
         return bool(self._resource(api_version, kind).namespaced)

@@ -191,15 +191,10 @@ class MemberWatch:
                 self.counter.add("discovery")
                 if self._dyn is None:
                     self._dyn = dynamic_client(self._api)
-                try:
+                try:  # a kind missing from the cache (a new CRD) is rediscovered by the library
                     res = self._dyn.resources.get(api_version=api_version, kind=kind)
                 except ResourceNotFoundError:
-                    # A CRD may have been installed since discovery was cached.
-                    self._dyn.resources.invalidate_cache()
-                    try:
-                        res = self._dyn.resources.get(api_version=api_version, kind=kind)
-                    except ResourceNotFoundError:
-                        raise _NotServed(f"{kind} ({api_version}) is not served") from None
+                    raise _NotServed(f"{kind} ({api_version}) is not served") from None
                 self._paths[key] = (str(res.path()), bool(res.namespaced))
                 if res.namespaced:
                     self._ns_paths[key] = str(res.path(namespace="NAMESPACE"))
