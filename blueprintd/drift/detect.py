@@ -536,14 +536,6 @@ class DriftIndex:
         out = [t.target for t in self.objects.values()] + [r.target for r in self.releases.values()]
         return sorted(out + [node_target(n) for n in self.nodes])
 
-    def mode_of(self, target: Target) -> DriftMode:
-        if target.id in self.objects:
-            return self.objects[target.id].step.drift.mode
-        if target.id in self.releases:
-            return self.releases[target.id].step.drift.mode
-        modes = {w.mode for w in self.nodes.get(target.ref.name, {}).values()}
-        return "remediate" if len(modes) != 1 else modes.pop()
-
     def check(self, target: Target, live: Any) -> list[Drift] | None:
         """Drift of one target; ``live`` is the object dict, the ``ReleaseState`` or the Node (None: absent).
         None: the target cannot be judged now (a Helm release mid-operation), so it is neither
