@@ -16,7 +16,6 @@ nothing downstream (reports, events, logs) can leak them.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -449,7 +448,7 @@ def rendered_objects(
     for doc in docs:
         if not isinstance(doc, dict) or not doc.get("kind") or not (doc.get("metadata") or {}).get("name"):
             continue
-        obj = drop_nulls(copy.deepcopy(doc))
+        obj = drop_nulls(doc)  # a copy: the record's documents stay as helm stored them
         meta = obj.setdefault("metadata", {})
         if namespaced(str(obj.get("apiVersion", "")), str(obj["kind"])):
             meta["namespace"] = meta.get("namespace") or helm.namespace

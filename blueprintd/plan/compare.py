@@ -11,8 +11,10 @@ Paths are dotted with list indices in brackets, e.g. ``spec.template.spec.contai
 
 A ``null`` the Blueprint or a chart renders (``default: {{ .Values.unset }}``) means "not set",
 as it does for Helm and kubectl: it is never compared (the server may default the field) and
-never sent (``drop_nulls``), because a server-side apply of ``null`` either clears the field
-or is refused by a typed schema (``must be of type string``).
+never sent, because a server-side apply of ``null`` either clears the field or is refused by a
+typed schema (``must be of type string``). Objects lose their nulls (``drop_nulls``) where they
+enter: ``planner.desired_objects`` for manifests, ``drift.detect.rendered_objects`` for what a
+chart rendered. ``diff_owned`` skips them too, for Helm values, which reach it as written.
 """
 
 from __future__ import annotations

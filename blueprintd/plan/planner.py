@@ -121,10 +121,13 @@ def object_diffs(step: Step, obj: dict[str, Any], live: dict[str, Any] | None) -
 
 def apply_body(step: Step, obj: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
     """What to server-side apply for ``obj``: the manifest, except that on an existing object
-    the fields an ignore rule covers keep their live value (see ``keep_ignored_live``). A
-    ``null`` is never sent: it means "not set" (and a typed schema refuses it)."""
+    the fields an ignore rule covers keep their live value (see ``keep_ignored_live``). ``obj``
+    carries no ``null`` (``desired_objects`` / ``rendered_objects`` dropped them where the
+    object entered); a live value kept here may (``creationTimestamp: null``), and is never sent."""
     ignore = ignore_paths(step, obj)
-    body: dict[str, Any] = drop_nulls(obj if live is None or not ignore else keep_ignored_live(obj, live, ignore))
+    if live is None or not ignore:
+        return obj
+    body: dict[str, Any] = drop_nulls(keep_ignored_live(obj, live, ignore))
     return body
 
 

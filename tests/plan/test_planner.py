@@ -8,7 +8,7 @@ from typing import Any
 from blueprintd.plan.compare import diff_owned
 from blueprintd.plan.inventory import Inventory, inventory_of, object_key
 from blueprintd.plan.live import LiveState, ReleaseState
-from blueprintd.plan.planner import desired_objects, plan_cluster
+from blueprintd.plan.planner import apply_body, desired_objects, plan_cluster
 from blueprintd.render.desired import DesiredState
 
 CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "ops"},
@@ -155,6 +155,25 @@ def test_a_null_in_a_manifest_is_not_set_never_compared_nor_sent() -> None:
     live.objects[object_key(CM)] = cm_apply.object
     assert plan_cluster(state, live, inventory_of(state)).empty
     assert diff_owned({"a": None, "b": {"c": None}}, {"a": False, "b": {"c": 10}}) == []
+
+
+def test_a_live_null_an_ignore_rule_keeps_is_not_sent_either() -> None:
+    """Nulls leave a manifest where it enters the plan; the live values an ignore rule keeps
+    come from the server, which writes ``creationTimestamp: null`` into pod templates."""
+    dep = copy.deepcopy(DEPLOY)
+    dep["spec"]["template"]["metadata"] = {"labels": {"app": "web"}}
+    ignore = [{"kind": "Deployment", "paths": ["spec.template.metadata"]}]
+    state = desired(steps=[{"addon": "settings", "namespace": "ops", "manifests": [dep],
+                            "drift": {"mode": "remediate", "ignore": ignore}}])
+    step = state.step("settings")
+    [obj] = desired_objects(state, step)
+    live = copy.deepcopy(obj)
+    live["spec"]["template"]["metadata"] = {"creationTimestamp": None, "labels": {"app": "web", "pod": "x"}}
+    live["spec"]["replicas"] = 5
+    body = apply_body(step, obj, live)
+    assert body["spec"]["template"]["metadata"] == {"labels": {"app": "web", "pod": "x"}}
+    assert body["spec"]["replicas"] == 2
+    assert apply_body(step, obj, None)["spec"]["template"]["metadata"] == {"labels": {"app": "web"}}
 
 
 def test_every_applied_manifest_carries_the_identity_labels_and_a_mode_change_relabels() -> None:
