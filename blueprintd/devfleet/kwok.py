@@ -42,18 +42,21 @@ LEASE_SECONDS = 40
 _ANNOTATION = f'.metadata.annotations["{UNHEALTHY}"]'
 _NOT_DELETED = {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
 _PENDING = {"key": ".status.phase", "operator": "In", "values": ["Pending"]}
-_NOT_READY = {
-    "key": '.status.conditions.[] | select( .type == "Ready" ) | .status',
-    "operator": "NotIn",
-    "values": ["True"],
-}
-_NODE_READY = {
-    "key": '.status.conditions.[] | select( .type == "Ready" ) | .status',
-    "operator": "In",
-    "values": ["True"],
-}
+_READY_STATUS = '.status.conditions.[] | select( .type == "Ready" ) | .status'
+_NOT_READY = {"key": _READY_STATUS, "operator": "NotIn", "values": ["True"]}
+_NODE_READY = {"key": _READY_STATUS, "operator": "In", "values": ["True"]}
 
-_NODE_STATUS = """\
+# Both node templates report the same addresses (kwok's NodeIP: ``NODE_IP``).
+_NODE_ADDRESSES = """\
+addresses:
+- type: InternalIP
+  address: {{ NodeIP | Quote }}
+- type: Hostname
+  address: {{ .metadata.name | Quote }}
+"""
+
+_NODE_STATUS = (
+    """\
 {{ $now := Now }}
 conditions:
 {{ range NodeConditions }}
@@ -64,15 +67,13 @@ conditions:
   lastHeartbeatTime: {{ $now | Quote }}
   lastTransitionTime: {{ $now | Quote }}
 {{ end }}
-addresses:
-- type: InternalIP
-  address: {{ NodeIP | Quote }}
-- type: Hostname
-  address: {{ .metadata.name | Quote }}
-phase: Running
 """
+    + _NODE_ADDRESSES
+    + "phase: Running\n"
+)
 
-_HEARTBEAT = """\
+_HEARTBEAT = (
+    """\
 {{ $now := Now }}
 conditions:
 {{ range .status.conditions }}
@@ -83,12 +84,9 @@ conditions:
   lastHeartbeatTime: {{ $now | Quote }}
   lastTransitionTime: {{ or .lastTransitionTime $now | Quote }}
 {{ end }}
-addresses:
-- type: InternalIP
-  address: {{ NodeIP | Quote }}
-- type: Hostname
-  address: {{ .metadata.name | Quote }}
 """
+    + _NODE_ADDRESSES
+)
 
 # Pod IP (and host IP) for a Pod on its node; hostNetwork Pods get the node's IP.
 _POD_IPS = """\
