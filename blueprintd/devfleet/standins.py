@@ -56,33 +56,22 @@ def desired_status(kind: str, obj: dict[str, Any], node_labels: list[dict[str, s
     if (template_meta.get("annotations") or {}).get(UNHEALTHY):
         return None
     gen = meta.get("generation", 1)
-    if kind == "Deployment":
+    if kind in ("Deployment", "StatefulSet"):
         n = spec.get("replicas", 1)
-        return {
-            "observedGeneration": gen,
-            "replicas": n,
-            "updatedReplicas": n,
-            "readyReplicas": n,
-            "availableReplicas": n,
-            "conditions": [
+        counts = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+        status: dict[str, Any] = {"observedGeneration": gen, **dict.fromkeys(counts, n)}
+        if kind == "StatefulSet":
+            status["currentReplicas"] = n
+        else:
+            status["conditions"] = [
                 {
                     "type": "Available",
                     "status": "True",
                     "reason": "MinimumReplicasAvailable",
                     "message": "simulated by blueprintd devfleet",
                 }
-            ],
-        }
-    if kind == "StatefulSet":
-        n = spec.get("replicas", 1)
-        return {
-            "observedGeneration": gen,
-            "replicas": n,
-            "readyReplicas": n,
-            "currentReplicas": n,
-            "updatedReplicas": n,
-            "availableReplicas": n,
-        }
+            ]
+        return status
     if kind == "DaemonSet":
         selector = ((spec.get("template") or {}).get("spec") or {}).get("nodeSelector")
         n = sum(1 for labels in node_labels if _matches(selector, labels))
