@@ -7,6 +7,7 @@ benchmarks and the demo use exactly the same code paths as the tests.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 import subprocess
@@ -246,16 +247,20 @@ class TcpProxy:
 _TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "06": "TIME_WAIT", "0A": "LISTEN"}
 
 
-def parse_proc_net_tcp(text: str) -> dict[int, tuple[str, str, str]]:
-    """``/proc/net/tcp`` rows by socket inode: (local "ip:port", remote "ip:port", state).
+def _ipv4(hex_ip: str) -> str:
+    return ".".join(str(int(hex_ip[i : i + 2], 16)) for i in (6, 4, 2, 0))
 
-    Addresses are little-endian hex (``0100007F:1F90`` is 127.0.0.1:8080).
-    """
 
+def _ipv6(hex_ip: str) -> str:
+    """Four little-endian 32-bit words; an IPv4-mapped address is shown as IPv4."""
+    ip = ipaddress.IPv6Address(b"".join(bytes.fromhex(hex_ip[i : i + 8])[::-1] for i in range(0, 32, 8)))
+    return str(ip.ipv4_mapped) if ip.ipv4_mapped else f"[{ip}]"
+
+
+def _parse_table(text: str, ip: Callable[[str], str]) -> dict[int, tuple[str, str, str]]:
     def addr(hexpair: str) -> str:
         ip_hex, port_hex = hexpair.split(":")
-        octets = [str(int(ip_hex[i : i + 2], 16)) for i in (6, 4, 2, 0)]
-        return f"{'.'.join(octets)}:{int(port_hex, 16)}"
+        return f"{ip(ip_hex)}:{int(port_hex, 16)}"
 
     rows: dict[int, tuple[str, str, str]] = {}
     for line in text.splitlines()[1:]:
@@ -264,6 +269,14 @@ def parse_proc_net_tcp(text: str) -> dict[int, tuple[str, str, str]]:
             continue
         rows[int(f[9])] = (addr(f[1]), addr(f[2]), _TCP_STATES.get(f[3], f[3]))
     return rows
+
+
+def parse_proc_net_tcp(text: str) -> dict[int, tuple[str, str, str]]:
+    """``/proc/net/tcp`` rows by socket inode: (local "ip:port", remote "ip:port", state).
+
+    Addresses are little-endian hex (``0100007F:1F90`` is 127.0.0.1:8080).
+    """
+    return _parse_table(text, _ipv4)
 
 
 def tcp_connections(pid: int) -> list[tuple[str, str, str]]:
@@ -278,25 +291,5 @@ def tcp_connections(pid: int) -> list[tuple[str, str, str]]:
             if target.startswith("socket:["):
                 inodes.add(int(target[8:-1]))
     table = parse_proc_net_tcp(Path(f"/proc/{pid}/net/tcp").read_text())
-    table.update(_parse_tcp6(Path(f"/proc/{pid}/net/tcp6").read_text()))
+    table.update(_parse_table(Path(f"/proc/{pid}/net/tcp6").read_text(), _ipv6))
     return [table[i] for i in inodes if i in table]
-
-
-def _parse_tcp6(text: str) -> dict[int, tuple[str, str, str]]:
-    def addr(hexpair: str) -> str:
-        ip_hex, port_hex = hexpair.split(":")
-        words = [ip_hex[i : i + 8] for i in range(0, 32, 8)]
-        raw = b"".join(bytes.fromhex(w)[::-1] for w in words)
-        import ipaddress
-
-        ip = ipaddress.IPv6Address(raw)
-        shown = str(ip.ipv4_mapped) if ip.ipv4_mapped else f"[{ip}]"
-        return f"{shown}:{int(port_hex, 16)}"
-
-    rows: dict[int, tuple[str, str, str]] = {}
-    for line in text.splitlines()[1:]:
-        f = line.split()
-        if len(f) < 10:
-            continue
-        rows[int(f[9])] = (addr(f[1]), addr(f[2]), _TCP_STATES.get(f[3], f[3]))
-    return rows
