@@ -763,10 +763,15 @@ class Fleet:
         return rows
 
     def down(self, remove: bool = True) -> list[str]:
-        """Stop every process this fleet started (by recorded PID); remove data if asked."""
-        procs = [p for _, p in self.all_processes()]
-        # API servers first, then helpers, etcd last, so nothing logs storage errors on the way out.
-        stopped = _terminate(procs)
+        """Stop every process this fleet started (by recorded PID); remove data if asked.
+
+        etcd is stopped only after everything else has exited: an API server shutting down
+        still writes to etcd (it removes its endpoint lease) and, with etcd gone, waits for
+        that write until SIGKILL; etcd itself exits at once when no API server watches it.
+        """
+        etcd = self.state.etcd
+        stopped = _terminate([p for _, p in self.all_processes() if p is not etcd])
+        stopped += _terminate([etcd] if etcd else [])
         for c in self.state.clusters:
             c.process = None
             c.components = {}

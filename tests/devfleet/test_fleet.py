@@ -18,7 +18,8 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from blueprintd.devfleet.fleet import ADMIN_USER, ClusterHandle, Fleet
+from blueprintd.devfleet import fleet as fleet_mod
+from blueprintd.devfleet.fleet import ADMIN_USER, ClusterHandle, ClusterState, Fleet, FleetState, ProcessState
 from blueprintd.devfleet.testing import dynamic_client, unique_name, wait_for
 
 CRD = {
@@ -306,6 +307,43 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_down_stops_etcd_only_after_everything_else_has_exited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API server removes its endpoint lease from etcd while it shuts down; with etcd
+    signalled at the same time it waited for that write until killed (seconds per fleet)."""
+
+    def proc(pid: int, cmd: str) -> ProcessState:
+        return ProcessState(pid=pid, cmd=cmd, log="")
+
+    def cluster(name: str, pid: int, components: dict[str, ProcessState]) -> ClusterState:
+        return ClusterState(
+            name=name, role="member", port=1, etcd_prefix="/", kubeconfig="", audit_log="",
+            process=proc(pid, "kube-apiserver"), components=components,
+        )
+
+    state = FleetState(
+        directory=str(tmp_path),
+        etcd_port=1,
+        etcd=proc(1, "etcd"),
+        clusters=[
+            cluster("management", 2, {}),
+            cluster("full-1", 3, {"kwok": proc(4, "kwok"), "kube-scheduler": proc(5, "kube-scheduler")}),
+        ],
+        extra_processes={"standins": proc(6, "python")},
+    )
+    batches: list[list[int]] = []
+
+    def terminate(procs: list[ProcessState]) -> list[str]:
+        batches.append([p.pid for p in procs])  # each batch is waited for before the next
+        return [f"{p.cmd}[{p.pid}]" for p in procs]
+
+    monkeypatch.setattr(fleet_mod, "_terminate", terminate)
+    stopped = Fleet(tmp_path, state).down(remove=False)
+    assert batches == [[4, 5, 2, 3, 6], [1]]
+    assert stopped[-1] == "etcd[1]" and len(stopped) == 6
 
 
 def test_missing_binary_and_bad_profile_give_clear_errors(tmp_path: Path) -> None:
