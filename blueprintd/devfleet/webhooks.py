@@ -124,26 +124,19 @@ class WebhookResponder:
         adm = client.AdmissionregistrationV1Api(self.api)
         core = client.CoreV1Api(self.api)
         configs = {
-            "validating": [c.to_dict() for c in adm.list_validating_webhook_configuration().items],
-            "mutating": [c.to_dict() for c in adm.list_mutating_webhook_configuration().items],
+            "validating": [_camel(c.to_dict()) for c in adm.list_validating_webhook_configuration().items],
+            "mutating": [_camel(c.to_dict()) for c in adm.list_mutating_webhook_configuration().items],
         }
-        wanted: set[Target] = set()
-        served_services: set[tuple[str, str]] = set()
-        for kind in _KINDS:
-            for cfg in configs[kind]:
-                cfg = _camel(cfg)
-                for _i, ns, name, port in service_refs(cfg):
-                    target = self._target(core, ns, name, port)
-                    if target is not None:
-                        wanted.add(target)
-                        served_services.add((ns, name))
+        # Several webhooks (often all of an add-on's) call one Service: read each Service once.
+        refs = {ref[1:] for cfgs in configs.values() for cfg in cfgs for ref in service_refs(cfg)}
+        wanted = {t for ref in refs if (t := self._target(core, *ref)) is not None}
+        served_services = {(t.namespace, t.service) for t in wanted}
         for target in wanted - set(self._servers):
             self._start(target)
         for target in set(self._servers) - wanted:
             self._stop(target)
         for kind in _KINDS:
             for cfg in configs[kind]:
-                cfg = _camel(cfg)
                 ops = ca_bundle_patch(cfg, served_services, self.ca_b64)
                 if ops:
                     patch = getattr(adm, f"patch_{kind}_webhook_configuration")
