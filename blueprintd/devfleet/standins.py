@@ -145,23 +145,30 @@ class StandIns:
                 self._threads.append(t)
 
     def stop(self) -> None:
+        """Stop every thread; each webhook thread closes its own servers on the way out."""
         self._stop.set()
         for t in self._threads:
             t.join(timeout=5)
-        for responder in self.webhooks.values():
-            responder.close()
 
     def _serve_webhooks(self, member: str, kubeconfig: str) -> None:
-        """Play the webhook servers of simulated add-on Pods (see ``devfleet.webhooks``)."""
+        """Play the webhook servers of simulated add-on Pods (see ``devfleet.webhooks``).
+
+        The thread that runs ``sync()`` is the one that closes the responder (its listeners,
+        their threads and certificate files): no server can be started after the close.
+        """
         from kubernetes import config
 
         pki = self.fleet.directory / "pki"
         ca = CertificateAuthority.load(pki / "ca.crt", pki / "ca.key")
-        responder = WebhookResponder(config.new_client_from_config(config_file=kubeconfig), ca)
-        self.webhooks[member] = responder
-        while not self._stop.wait(1.0):
-            with contextlib.suppress(Exception):  # the member may be stopped on purpose; retry
-                responder.sync()
+        with config.new_client_from_config(config_file=kubeconfig) as api:
+            responder = WebhookResponder(api, ca)
+            self.webhooks[member] = responder
+            try:
+                while not self._stop.wait(1.0):
+                    with contextlib.suppress(Exception):  # the member may be stopped on purpose; retry
+                        responder.sync()
+            finally:
+                responder.close()
 
     def _run(self, kubeconfig: str, api_version: str, kind: str) -> None:
         from kubernetes import config
@@ -170,11 +177,12 @@ class StandIns:
 
         while not self._stop.is_set():
             try:
-                client = config.new_client_from_config(config_file=kubeconfig)
-                dyn = dynamic_client(client)
-                res = dyn.resources.get(api_version=api_version, kind=kind)
-                nodes_res = dyn.resources.get(api_version="v1", kind="Node")
-                self._loop(dyn, res, nodes_res, kind)
+                # A fresh client per attempt; the failed one's connections are closed.
+                with config.new_client_from_config(config_file=kubeconfig) as client:
+                    dyn = dynamic_client(client)
+                    res = dyn.resources.get(api_version=api_version, kind=kind)
+                    nodes_res = dyn.resources.get(api_version="v1", kind="Node")
+                    self._loop(dyn, res, nodes_res, kind)
             except Exception:  # the member API server may be stopped on purpose; retry
                 if self._stop.wait(3.0):
                     return
