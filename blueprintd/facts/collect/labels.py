@@ -51,16 +51,8 @@ def split_gfd_product(product: str) -> tuple[str, str, bool]:
     is what is left (``NVIDIA-L4-SHARED`` is an L4) and the rest becomes facts of its own.
     """
     shared = product.endswith(SHARED_SUFFIX)
-    if shared:
-        product = product.removesuffix(SHARED_SUFFIX)
-    base, sep, profile = product.partition("-MIG-")
-    return (base, profile, shared) if sep else (product, "", shared)
-
-
-def split_mig_product(product: str) -> tuple[str, str]:
-    """GFD's MIG-single product ``NVIDIA-H100-80GB-HBM3-MIG-1g.10gb`` -> (GPU, profile)."""
-    base, profile, _ = split_gfd_product(product)
-    return base, profile
+    base, _, profile = product.removesuffix(SHARED_SUFFIX).partition("-MIG-")
+    return base, profile, shared
 
 
 def _driver_version(labels: Mapping[str, str]) -> str:
@@ -218,7 +210,7 @@ def node_observation(node: Mapping[str, Any]) -> Observation:
     obs.put("mig_config", mig_config)
     if mig_config and labels.get(GFD + "mig.config.state") == "success":
         obs.put("mig_enabled", mig_config != "all-disabled")
-    _, mig_profile = split_mig_product(labels.get(GFD + "gpu.product", ""))
+    _, mig_profile, _ = split_gfd_product(labels.get(GFD + "gpu.product", ""))
     gpus = to_int(capacity.get(GFD + "gpu"))
     replicas = to_int(labels.get(GFD + "gpu.replicas")) or 1
     if gpus and not mig_profile:
