@@ -391,14 +391,22 @@ class Fleet:
     def _write_policy(self) -> None:
         (self.directory / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
 
+    def _pki_pair(self, who: str) -> certs.KeyPair:
+        """A client certificate ``_write_pki`` wrote (admin, controller-manager, ...)."""
+        return certs.KeyPair((self.pki / f"{who}.crt").read_bytes(), (self.pki / f"{who}.key").read_bytes())
+
+    def _write_kubeconfig(self, path: Path, cluster: str, port: int, pair: certs.KeyPair, user: str) -> Path:
+        """Every kubeconfig of the fleet: one cluster, one client certificate, owner-only."""
+        path.parent.mkdir(exist_ok=True)
+        ca_pem = (self.pki / "ca.crt").read_bytes()
+        path.write_text(kubeconfig_yaml(cluster, f"https://127.0.0.1:{port}", ca_pem, pair, user))
+        path.chmod(0o600)
+        return path
+
     def _cluster_state(self, name: str, role: str, port: int, labels: dict[str, str]) -> ClusterState:
-        kubeconfig = self.directory / f"{name}.kubeconfig"
-        ca = self._ca()
-        admin = certs.KeyPair((self.pki / "admin.crt").read_bytes(), (self.pki / "admin.key").read_bytes())
-        kubeconfig.write_text(
-            kubeconfig_yaml(name, f"https://127.0.0.1:{port}", ca.cert_pem, admin, ADMIN_USER)
+        kubeconfig = self._write_kubeconfig(
+            self.directory / f"{name}.kubeconfig", name, port, self._pki_pair("admin"), ADMIN_USER
         )
-        kubeconfig.chmod(0o600)
         return ClusterState(
             name=name,
             role=role,
@@ -537,12 +545,8 @@ class Fleet:
     # --- the rest of a full member's control plane ----------------------------------------
 
     def _component_kubeconfig(self, c: ClusterState, who: str) -> Path:
-        pair = certs.KeyPair((self.pki / f"{who}.crt").read_bytes(), (self.pki / f"{who}.key").read_bytes())
         path = self.directory / "components" / f"{c.name}-{who}.kubeconfig"
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(kubeconfig_yaml(c.name, f"https://127.0.0.1:{c.port}", self._ca().cert_pem, pair, who))
-        path.chmod(0o600)
-        return path
+        return self._write_kubeconfig(path, c.name, c.port, self._pki_pair(who), who)
 
     def _start_components(self, c: ClusterState) -> None:
         """kube-controller-manager, kube-scheduler and kwok for one full member.
@@ -716,12 +720,7 @@ class Fleet:
         c = self._state_of(cluster)
         pair = self._ca().client(user, groups or [])
         path = self.directory / "identities" / f"{cluster}-{user.replace(':', '_')}.kubeconfig"
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(
-            kubeconfig_yaml(cluster, f"https://127.0.0.1:{c.port}", self._ca().cert_pem, pair, user)
-        )
-        path.chmod(0o600)
-        return path
+        return self._write_kubeconfig(path, cluster, c.port, pair, user)
 
     # --- status / stop --------------------------------------------------------------------
 
