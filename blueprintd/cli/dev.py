@@ -178,8 +178,8 @@ def build() -> None:
     except BlueprintdError as exc:
         _fail(exc)
         return
-    for name in binaries.ALL:
-        typer.echo(f"{name}: {getattr(bins, name.replace('-', '_'))}")
+    for name, path in bins.by_name().items():
+        typer.echo(f"{name}: {path}")
 
 
 def demo_cmd(

@@ -85,6 +85,10 @@ class Binaries:
     kube_scheduler: Path
     kwok: Path
 
+    def by_name(self) -> dict[str, Path]:
+        """Each binary under its command name (``kube-apiserver``...), in ``ALL``'s order."""
+        return {name: getattr(self, name.replace("-", "_")) for name in ALL}
+
     def env(self) -> dict[str, str]:
         """Environment that puts these exact tools first on PATH (for subprocesses such as pyhelm3)."""
         dirs = []
@@ -229,23 +233,14 @@ def ensure(progress: Callable[[str], None] | None = None) -> Binaries:
                 )
             found = build(name, progress)
         paths[name] = found
-    return Binaries(
-        kube_apiserver=paths["kube-apiserver"],
-        etcd=paths["etcd"],
-        kubectl=paths["kubectl"],
-        helm=paths["helm"],
-        kube_controller_manager=paths["kube-controller-manager"],
-        kube_scheduler=paths["kube-scheduler"],
-        kwok=paths["kwok"],
-    )
+    return Binaries(**{name.replace("-", "_"): path for name, path in paths.items()})
 
 
 def main() -> None:
     """``python -m blueprintd.devfleet.binaries``: build/find everything, print the paths."""
     bins = ensure(progress=lambda m: print(m, file=sys.stderr, flush=True))
-    for name in ALL:
-        field_name = name.replace("-", "_")
-        print(f"{field_name.replace('_', '-')}: {getattr(bins, field_name)}")
+    for name, path in bins.by_name().items():
+        print(f"{name}: {path}")
 
 
 if __name__ == "__main__":
