@@ -51,9 +51,7 @@ class SliceStore(Protocol):
 
     def delete(self, name: str) -> None: ...
 
-    def node_owner(self, node: str) -> Json | None: ...
-
-    def node_labels(self, node: str) -> dict[str, str]: ...
+    def node_metadata(self, node: str) -> Json | None: ...
 
 
 class ConflictError(RuntimeError):
@@ -104,32 +102,25 @@ class KubeSliceStore:
             if exc.status != 404:
                 raise
 
-    def node_owner(self, node: str) -> Json | None:
+    def node_metadata(self, node: str) -> Json | None:
+        """The Node's metadata (labels, uid); None when it cannot be read (no permission, or an
+        API server without Nodes): the slices then get no owner and GPUs are published unshared."""
         try:
             resp = client.CoreV1Api(self.api_client).read_node(node, _preload_content=False)
         except ApiException as exc:
             log.warning(
-                "cannot read Node %s (%s %s): slices get no owner reference", node, exc.status, exc.reason
+                "cannot read Node %s (%s %s): slices get no owner reference, GPUs are published unshared",
+                node,
+                exc.status,
+                exc.reason,
             )
             return None
-        meta = json.loads(resp.data)["metadata"]
-        return {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "name": meta["name"],
-            "uid": meta["uid"],
-            "controller": True,
-        }
+        meta: Json = json.loads(resp.data)["metadata"]
+        return meta
 
-    def node_labels(self, node: str) -> dict[str, str]:
-        """The Node's labels; empty when it cannot be read (no time-slicing then)."""
-        try:
-            resp = client.CoreV1Api(self.api_client).read_node(node, _preload_content=False)
-        except ApiException as exc:
-            log.warning("cannot read Node %s (%s %s): publishing GPUs unshared", node, exc.status, exc.reason)
-            return {}
-        labels: dict[str, str] = json.loads(resp.data)["metadata"].get("labels") or {}
-        return labels
+
+def _owner_reference(node: Json) -> Json:
+    return {"apiVersion": "v1", "kind": "Node", "name": node["name"], "uid": node["uid"], "controller": True}
 
 
 @dataclass
@@ -146,12 +137,14 @@ class SlicePublisher:
 
     def desired(self, inventory: NodeGpuInventory) -> list[Json]:
         # Read on every publication: the time-slicing overlay may change the label any time.
-        replicas = time_slicing_replicas(self.store.node_labels(self.node_name))
+        # The same read gives the owner reference, looked up once.
+        node = self.store.node_metadata(self.node_name)
+        replicas = time_slicing_replicas((node or {}).get("labels") or {})
         slices = build_slices(
             inventory, self.driver_name, self.node_name, pcie_root=self.pcie_root, time_slicing_replicas=replicas
         )
         if not self._owner_looked_up:
-            self._owner = self.store.node_owner(self.node_name)
+            self._owner = _owner_reference(node) if node else None
             self._owner_looked_up = True
         if self._owner is not None:
             for s in slices:

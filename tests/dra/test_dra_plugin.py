@@ -47,11 +47,8 @@ class MemorySlices:
         self.writes += 1
         self.items.pop(name, None)
 
-    def node_owner(self, node: str) -> dict[str, Any] | None:
+    def node_metadata(self, node: str) -> dict[str, Any] | None:
         return None
-
-    def node_labels(self, node: str) -> dict[str, str]:
-        return {}
 
 
 def _plugin(
