@@ -358,14 +358,16 @@ class Fleet:
                 for c in full:
                     self._start_components(c)
                 self.save()
-                for c in full:
-                    self._wait_components(c)
+            # Nodes are created while the components start (kwok and the node-lifecycle
+            # controller pick them up whenever they come); only then is their start awaited.
             for name, member in names:
                 c = next(x for x in state.clusters if x.name == name)
                 c.nodes = self._create_nodes(c, member)
                 if c.nodes:
                     say(f"{name}: created {len(c.nodes)} simulated nodes")
             self.save()
+            for c in full:
+                self._wait_components(c)
         except BaseException:
             self.down(remove=False)
             raise
