@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast, get_args
 
 import typer
 from rich.console import Console
@@ -20,7 +20,7 @@ from rich.table import Table
 from blueprintd.cli.main import app
 from blueprintd.devfleet import binaries
 from blueprintd.devfleet.fleet import Fleet
-from blueprintd.devfleet.nodes import PROFILES, load_fleet_file, uniform_fleet
+from blueprintd.devfleet.nodes import PROFILES, ControlPlane, load_fleet_file, uniform_fleet
 from blueprintd.errors import BlueprintdError, DevFleetError
 
 dev_app = typer.Typer(
@@ -93,10 +93,11 @@ def up(
             load_fleet_file(fleet_file) if fleet_file else uniform_fleet(members, profiles, nodes_per_profile)
         )
         if control_plane is not None:
-            if control_plane not in ("full", "api-only"):
-                raise DevFleetError(f"--control-plane: {control_plane!r} is not one of: full, api-only")
+            shapes = get_args(ControlPlane)
+            if control_plane not in shapes:
+                raise DevFleetError(f"--control-plane: {control_plane!r} is not one of: {', '.join(shapes)}")
             for m in fleet_spec.members:
-                m.control_plane = "full" if control_plane == "full" else "api-only"
+                m.control_plane = cast(ControlPlane, control_plane)
         bins = binaries.ensure(progress=lambda m: err.print(m, highlight=False))
         fleet = Fleet.up(directory, fleet_spec, bins, progress=lambda m: err.print(m, highlight=False))
         fleet.start_helper("standins", "blueprintd.devfleet.standins", str(fleet.directory))
