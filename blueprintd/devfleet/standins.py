@@ -161,7 +161,7 @@ class StandIns:
         pki = self.fleet.directory / "pki"
         ca = CertificateAuthority.load(pki / "ca.crt", pki / "ca.key")
         with config.new_client_from_config(config_file=kubeconfig) as api:
-            responder = WebhookResponder(api, ca)
+            responder = WebhookResponder(api, ca, self.fleet.directory / "webhooks" / member)
             self.webhooks[member] = responder
             try:
                 while not self._stop.wait(1.0):

@@ -29,7 +29,6 @@ import http.server
 import json
 import logging
 import ssl
-import tempfile
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -105,7 +104,9 @@ class _Server:
 class WebhookResponder:
     """Serves the webhooks of one member; ``sync()`` is one reconcile pass (poll it)."""
 
-    def __init__(self, api_client: Any, ca: certs.CertificateAuthority) -> None:
+    def __init__(self, api_client: Any, ca: certs.CertificateAuthority, workdir: Path) -> None:
+        """``workdir`` holds the serving certificates (``ssl`` loads them from files only): a
+        directory of the fleet, so a process killed before ``close()`` leaves nothing outside it."""
         self.api = api_client
         self.ca = ca
         self.ca_b64 = base64.b64encode(ca.cert_pem).decode()
@@ -113,7 +114,8 @@ class WebhookResponder:
         self.errors: dict[Target, str] = {}
         self._servers: dict[Target, _Server] = {}
         self._lock = threading.Lock()
-        self._tmp = Path(tempfile.mkdtemp(prefix="devfleet-webhooks-"))
+        self._workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
 
     # --- reconcile ------------------------------------------------------------------------
 
@@ -165,7 +167,7 @@ class WebhookResponder:
     def _start(self, target: Target) -> None:
         dns = f"{target.service}.{target.namespace}.svc"
         pair = self.ca.serving([dns, f"{dns}.cluster.local", target.ip])
-        stem = self._tmp / f"{target.namespace}-{target.service}-{target.port}"
+        stem = self._workdir / f"{target.namespace}-{target.service}-{target.port}"
         cert, key = stem.with_suffix(".crt"), stem.with_suffix(".key")
         pair.write(cert, key)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -233,9 +235,9 @@ class WebhookResponder:
         for target in list(self._servers):
             self._stop(target)
         with contextlib.suppress(OSError):
-            for f in self._tmp.iterdir():
+            for f in self._workdir.iterdir():
                 f.unlink()
-            self._tmp.rmdir()
+            self._workdir.rmdir()
 
 
 def _camel(obj: dict[str, Any]) -> dict[str, Any]:
