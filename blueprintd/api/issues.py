@@ -32,6 +32,42 @@ def format_path(path: Sequence[PathElem]) -> str:
     return out
 
 
+_JSON_TYPE_WORDS = {
+    "string": "a string",
+    "boolean": "a boolean",
+    "integer": "an integer",
+    "number": "a number",
+    "object": "an object",
+    "array": "a list",
+    "null": "null",
+}
+
+
+def json_type(value: Any) -> str:
+    """The JSON type of ``value``: string, boolean, integer, number, object, array or null
+    (booleans before numbers: ``True`` is an int); other Python types by their class name."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list | tuple):
+        return "array"
+    return type(value).__name__
+
+
+def json_type_words(kind: str) -> str:
+    """A JSON type (see :func:`json_type`) as messages say it: ``an integer``, ``a list``."""
+    return _JSON_TYPE_WORDS.get(kind, kind)
+
+
 @dataclass(frozen=True)
 class Issue:
     """One problem: where (source file, line, field path), what, and what would be accepted."""

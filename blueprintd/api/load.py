@@ -27,7 +27,7 @@ from blueprintd.api.checks import check_spec
 from blueprintd.api.common import check_dns_subdomain, matches
 from blueprintd.api.driftreport import DriftReport
 from blueprintd.api.gitsource import GitSource
-from blueprintd.api.issues import InvalidInput, Issue, Path, PathElem
+from blueprintd.api.issues import InvalidInput, Issue, Path, PathElem, json_type, json_type_words
 from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits
 from blueprintd.api.membercluster import MemberCluster
 from blueprintd.api.params import override_issues, shorthand_issues
@@ -74,19 +74,9 @@ class Loaded:
 
 
 def _json_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    """What ``value`` is, in words; integers and other numbers are both ``a number`` here."""
+    kind = json_type(value)
+    return json_type_words("number" if kind == "integer" else kind)
 
 
 def _short(value: Any) -> str:

@@ -50,7 +50,7 @@ from pydantic import (
 )
 
 from blueprintd.api.base import ApiModel
-from blueprintd.api.issues import Issue, Path
+from blueprintd.api.issues import Issue, Path, json_type
 
 ParamValue = str | int | float | bool
 ParamType = Literal["string", "integer", "number", "boolean"]
@@ -101,7 +101,7 @@ class Parameter(ApiModel):
     def _from_plain_value(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         """Read the untyped form (a plain value) of content stored before types existed."""
         if isinstance(data, str | int | float | bool):
-            param = handler({"type": infer_type(data), "default": data})
+            param = handler({"type": json_type(data), "default": data})
             param._shorthand = True
             return param
         return handler(data)
@@ -117,17 +117,6 @@ class Parameter(ApiModel):
     def shorthand(self) -> bool:
         """True when read from a plain value (the untyped form), not declared."""
         return self._shorthand
-
-
-def infer_type(value: ParamValue) -> str:
-    """The parameter type a plain value suggests (booleans before numbers: True is an int)."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    return "string"
 
 
 def show(value: Any) -> str:

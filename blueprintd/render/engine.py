@@ -23,7 +23,7 @@ from blueprintd.api.cel import CelBudget, CelBudgetExceeded, CelError, Meter, fr
 from blueprintd.api.checks import label_key_problem, label_value_problem
 from blueprintd.api.expand import object_key
 from blueprintd.api.facts import ClusterFacts
-from blueprintd.api.issues import Path, format_path
+from blueprintd.api.issues import Path, format_path, json_type, json_type_words
 from blueprintd.api.params import OverrideError, ParamValue, effective_values, show
 from blueprintd.api.pointer import parse_pointer
 from blueprintd.errors import RenderError
@@ -39,7 +39,7 @@ from blueprintd.render.patching import (
     json_patch,
     merge_patch,
 )
-from blueprintd.render.template_types import fits, json_kind, kind_words, patch_field_expectation, target_problem
+from blueprintd.render.template_types import fits, patch_field_expectation, target_problem
 from blueprintd.render.template_types import label_value_problem as template_label_problem
 
 
@@ -253,7 +253,7 @@ class _Renderer:
         spec_path = format_path(("spec", "overlays", co.index, *sub) if co.index >= 0 else ("spec", "overlays", *sub))
         return RenderError(
             f"{self.where(co, pool)}: template {r.text!r} at {spec_path} gave {show(r.result)} "
-            f"({kind_words(json_kind(r.result))}): {problem}"
+            f"({json_type_words(json_type(r.result))}): {problem}"
         )
 
     def check_templates(
@@ -268,7 +268,8 @@ class _Renderer:
             expected = patch_field_expectation(sub)
             if expected:
                 if not fits(expected, r.result):
-                    raise self.template_error(co, pool, r, written, f"{format_path(sub)} takes {kind_words(expected)}")
+                    takes = f"{format_path(sub)} takes {json_type_words(expected)}"
+                    raise self.template_error(co, pool, r, written, takes)
                 continue
             if not sub or not isinstance(patch.get("addon"), str) or patch["addon"] not in self.c.addons:
                 continue  # apply_patch reports the unknown add-on

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from blueprintd.api.issues import json_type, json_type_words
 from blueprintd.api.params import show
 
 PathElem = str | int
@@ -38,43 +39,9 @@ NAME_FIELDS = frozenset({"addon", "op", "path", "from"})
 TARGET_FIELDS = frozenset({"kind", "name", "namespace", "apiVersion"})
 _STRING_MAPS = frozenset({"labels", "annotations"})
 _STRING_META = frozenset({"name", "namespace", "generateName"})
-_KIND_WORDS = {
-    "string": "a string",
-    "boolean": "a boolean",
-    "integer": "an integer",
-    "number": "a number",
-    "object": "an object",
-    "array": "a list",
-    "null": "null",
-}
-
-
-def json_kind(value: Any) -> str:
-    """The JSON type of ``value``: string, boolean, integer, number, object, array or null."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list | tuple):
-        return "array"
-    return type(value).__name__
-
-
-def kind_words(kind: str) -> str:
-    return _KIND_WORDS.get(kind, kind)
-
-
 def fits(expected: str, value: Any) -> bool:
     """Whether ``value`` may stand where a value of JSON type ``expected`` is."""
-    got = json_kind(value)
+    got = json_type(value)
     if expected == "null" or got == "null" or got == expected:
         return True
     return expected == "number" and got == "integer"
@@ -117,16 +84,16 @@ def target_problem(doc: Any, tokens: Sequence[str], value: Any, *, manifest: boo
     """Why ``value`` does not fit at ``tokens`` of ``doc`` (rules 2 and 3; '' when it fits)."""
     fixed = manifest_expectation(tokens) if manifest else ""
     if fixed and not fits(fixed, value):
-        return f"Kubernetes takes {kind_words(fixed)} there"
+        return f"Kubernetes takes {json_type_words(fixed)} there"
     found, current = document_value(doc, tokens)
-    if found and not fits(json_kind(current), value):
+    if found and not fits(json_type(current), value):
         shown = "" if isinstance(current, dict | list) else f" ({show(current)})"
-        return f"the field holds {kind_words(json_kind(current))}{shown}"
+        return f"the field holds {json_type_words(json_type(current))}{shown}"
     return ""
 
 
 def label_value_problem(value: Any) -> str:
     """Rule 4 ('' when ``value`` can be written as a label value)."""
     if isinstance(value, dict | list | tuple):
-        return f"a node label value is text (a string, number or boolean), not {kind_words(json_kind(value))}"
+        return f"a node label value is text (a string, number or boolean), not {json_type_words(json_type(value))}"
     return ""

@@ -12,14 +12,13 @@ from typer.testing import CliRunner
 
 from blueprintd.api.blueprint import BlueprintSpec
 from blueprintd.api.checks import check_spec
-from blueprintd.api.issues import InvalidInput
+from blueprintd.api.issues import InvalidInput, json_type
 from blueprintd.api.load import load_objects, parse_blueprint, parse_object
 from blueprintd.api.params import (
     OverrideError,
     Parameter,
     allowed,
     effective_values,
-    infer_type,
     override_issues,
     value_problem,
 )
@@ -83,7 +82,7 @@ def test_allowed_says_what_is_accepted(declared: Parameter, text: str) -> None:
 
 
 def test_inferred_types_put_booleans_before_numbers() -> None:
-    assert [infer_type(v) for v in (True, 4, 4.5, "x")] == ["boolean", "integer", "number", "string"]
+    assert [json_type(v) for v in (True, 4, 4.5, "x")] == ["boolean", "integer", "number", "string"]
 
 
 # --- declarations -----------------------------------------------------------------------
