@@ -58,7 +58,7 @@ DERIVED_POOL_FIELDS = frozenset(
 )
 POOL_FIELDS = frozenset(f.alias or name for name, f in NodePool.model_fields.items()) | DERIVED_POOL_FIELDS
 CLUSTER_FIELDS = frozenset({"name", "labels", "kubernetesVersion", "pools"})
-_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 _TYPE_NAMES = frozenset({"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type", "dyn"})
 
 TEMPLATE_RE = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
@@ -227,7 +227,7 @@ def template_expression(value: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def _bare_ident(tree: Any) -> str | None:
+def bare_ident(tree: Any) -> str | None:
     """The identifier if ``tree`` is just a (parenthesis-free) name such as ``pool``."""
     while isinstance(tree, lark.Tree):
         if tree.data in ("ident", "dot_ident"):
@@ -245,10 +245,10 @@ def _analyse(ast: lark.Tree[Any]) -> tuple[set[str], list[tuple[str, str]], bool
     fields, which makes memoising results safe)."""
     bound: set[str] = set()
     for node in ast.iter_subtrees():
-        if node.data == "member_dot_arg" and str(node.children[1]) in _MACROS and len(node.children) > 2:
+        if node.data == "member_dot_arg" and str(node.children[1]) in MACROS and len(node.children) > 2:
             exprlist = node.children[2]
             if isinstance(exprlist, lark.Tree) and exprlist.children:
-                var = _bare_ident(exprlist.children[0])
+                var = bare_ident(exprlist.children[0])
                 if var:
                     bound.add(var)
     free: set[str] = set()
@@ -262,7 +262,7 @@ def _analyse(ast: lark.Tree[Any]) -> tuple[set[str], list[tuple[str, str]], bool
                 free.add(name)
                 uses += 1
         elif node.data == "member_dot":
-            root = _bare_ident(node.children[0])
+            root = bare_ident(node.children[0])
             if root is not None and root not in bound:
                 field_uses += 1
                 pair = (root, str(node.children[1]))

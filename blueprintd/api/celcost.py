@@ -37,7 +37,7 @@ from typing import Any, get_origin
 
 import lark
 
-from blueprintd.api.cel import ITERATION_COST, SIZE_UNIT, CelError, parse_cel
+from blueprintd.api.cel import ITERATION_COST, MACROS, SIZE_UNIT, CelError, bare_ident, parse_cel
 from blueprintd.api.facts import NodePool
 from blueprintd.api.params import Parameter
 
@@ -49,8 +49,6 @@ LABEL_KEY_SIZE = 317
 LABEL_VALUE_SIZE = 63
 PARAM_STRING_SIZE = 1024
 UNKNOWN_SIZE = 1024
-
-_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 
 
 @dataclass(frozen=True)
@@ -224,8 +222,6 @@ class _Estimator:
 
     def generic(self, node: lark.Tree[Any]) -> tuple[int, Shape]:
         trees = [c for c in node.children if isinstance(c, lark.Tree)]
-        if len(trees) == 1 and len(node.children) == 1:
-            return self.visit(trees[0])
         total = 0
         shapes = []
         for child in trees:
@@ -236,59 +232,51 @@ class _Estimator:
 
     # --- operators ------------------------------------------------------------------------
 
+    # Handlers only see nodes with more than one child: ``visit`` walks past single-child chains.
+
     def n_expr(self, node: lark.Tree[Any]) -> tuple[int, Shape]:
-        if len(node.children) == 1:
-            return self.visit(node.children[0])
         cond, yes, no = (self.visit(c) for c in node.children)
         return cond[0] + max(yes[0], no[0]) + 1, _join(yes[1], no[1])
 
     def _binary(self, node: lark.Tree[Any]) -> tuple[int, Shape]:
-        if len(node.children) == 1:
-            return self.visit(node.children[0])
         left, right = self.visit(node.children[0]), self.visit(node.children[1])
         return left[0] + right[0] + 1, SCALAR
 
     n_conditionalor = _binary
     n_conditionaland = _binary
 
-    def n_relation(self, node: lark.Tree[Any]) -> tuple[int, Shape]:
-        if len(node.children) == 1:
-            return self.visit(node.children[0])
+    def operands(self, node: lark.Tree[Any]) -> tuple[str, int, Shape, Shape]:
+        """``relation``/``addition``/``multiplication``: the operator (``addition_add``...), the
+        cost of both operands and their shapes (the left operand sits inside the operator node)."""
         op_node, right_node = node.children
         lcost, left = self.visit(op_node.children[0])
         rcost, right = self.visit(right_node)
-        cost = lcost + rcost + 1 + _sized(left, right)
-        if op_node.data == "relation_in" and right.kind in ("list", "dyn"):
+        return op_node.data, lcost + rcost, left, right
+
+    def n_relation(self, node: lark.Tree[Any]) -> tuple[int, Shape]:
+        op, cost, left, right = self.operands(node)
+        cost += 1 + _sized(left, right)
+        if op == "relation_in" and right.kind in ("list", "dyn"):
             cost += right.size * (1 + left.size // SIZE_UNIT) // SIZE_UNIT
         return cost, SCALAR
 
     def n_addition(self, node: lark.Tree[Any]) -> tuple[int, Shape]:
-        if len(node.children) == 1:
-            return self.visit(node.children[0])
-        op_node, right_node = node.children
-        lcost, left = self.visit(op_node.children[0])
-        rcost, right = self.visit(right_node)
-        cost = lcost + rcost + 1 + _sized(left, right)
-        if op_node.data == "addition_add" and (left.kind in ("string", "list") or right.kind in ("string", "list")):
+        op, cost, left, right = self.operands(node)
+        cost += 1 + _sized(left, right)
+        if op == "addition_add" and (left.kind in ("string", "list") or right.kind in ("string", "list")):
             kind = left.kind if left.kind == right.kind else "dyn"
             elem = _join(left.item(), right.item()) if kind == "list" else None
             return cost, Shape(kind, left.size + right.size, elem)
         return cost, SCALAR
 
     def n_multiplication(self, node: lark.Tree[Any]) -> tuple[int, Shape]:
-        if len(node.children) == 1:
-            return self.visit(node.children[0])
-        op_node, right_node = node.children
-        lcost, left = self.visit(op_node.children[0])
-        rcost, right = self.visit(right_node)
+        op, cost, left, right = self.operands(node)
         for side in (left, right):
             if side.kind in ("string", "list", "map"):
-                raise CostEstimateError(f"operator {_OPS.get(op_node.data, '*')} needs numbers, not a {side.kind}")
-        return lcost + rcost + 1, SCALAR
+                raise CostEstimateError(f"operator {_OPS.get(op, '*')} needs numbers, not a {side.kind}")
+        return cost + 1, SCALAR
 
     def n_unary(self, node: lark.Tree[Any]) -> tuple[int, Shape]:
-        if len(node.children) == 1:
-            return self.visit(node.children[0])
         cost, _ = self.visit(node.children[1])
         return cost + 1, SCALAR
 
@@ -306,8 +294,8 @@ class _Estimator:
     def n_member_dot_arg(self, node: lark.Tree[Any]) -> tuple[int, Shape]:
         target, name = node.children[0], str(node.children[1])
         args = list(node.children[2].children) if len(node.children) > 2 else []
-        if name in _MACROS and len(args) == 2:
-            var = _bare_ident(args[0])
+        if name in MACROS and len(args) == 2:
+            var = bare_ident(args[0])
             if var is not None:
                 return self.comprehension(name, target, var, args[1])
         return self.call(name, [target, *args])
@@ -381,16 +369,6 @@ class _Estimator:
 
 
 _OPS = {"multiplication_mul": "*", "multiplication_div": "/", "multiplication_mod": "%"}
-
-
-def _bare_ident(tree: Any) -> str | None:
-    while isinstance(tree, lark.Tree):
-        if tree.data == "ident":
-            return str(tree.children[0])
-        if len(tree.children) != 1:
-            return None
-        tree = tree.children[0]
-    return None
 
 
 def estimate(text: str, variables: Mapping[str, Shape]) -> tuple[int, Shape]:
