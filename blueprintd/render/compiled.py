@@ -14,7 +14,6 @@ same field to different values are a render error.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import threading
 from collections import OrderedDict
@@ -25,7 +24,7 @@ from blueprintd.api.blueprint import Addon, Blueprint, DriftIgnore, DriftPolicy,
 from blueprintd.api.cel import CelProgram, compile_cel, iter_templates
 from blueprintd.api.checks import cel_variables, check_spec
 from blueprintd.api.expand import effective_addons
-from blueprintd.api.issues import InvalidInput, format_path
+from blueprintd.api.issues import InvalidInput
 from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits
 from blueprintd.errors import RenderError
 
@@ -40,8 +39,7 @@ class CompiledOverlay:
     when: CelProgram | None  # None: no condition, always applies
     patches: list[dict[str, Any]]  # wire form
     templates: dict[str, CelProgram]  # CEL text → program, for ``${ ... }`` strings
-    index: int = -1  # position in spec.overlays, for error messages
-    template_fields: dict[str, str] = dataclasses.field(default_factory=dict)  # CEL text → field path of its first use
+    index: int  # position in spec.overlays, for error messages
 
     @property
     def name(self) -> str:
@@ -105,8 +103,7 @@ def topological_order(addons: list[Addon]) -> list[str]:
     return order
 
 
-def _compile_overlay(overlay: Overlay, params: set[str], index: int = -1) -> CompiledOverlay:
-    at = ("spec", "overlays", index)
+def _compile_overlay(overlay: Overlay, params: set[str], index: int) -> CompiledOverlay:
     variables = cel_variables(overlay.scope, params)
     when = None if overlay.when.strip() == "true" else compile_cel(overlay.when, variables)
     patches = [p.model_dump(by_alias=True, exclude_none=True, mode="json") for p in overlay.patches]
@@ -116,15 +113,11 @@ def _compile_overlay(overlay: Overlay, params: set[str], index: int = -1) -> Com
             ops = patch.values_json_patch if field == "valuesJsonPatch" else patch.json_patch
             if ops is not None:
                 wire[field] = [op.to_wire() for op in ops]
-    found = [
-        *(((*at, "patches", *sub), expr) for sub, expr in iter_templates(patches)),
-        *(((*at, "nodeLabels", *sub), expr) for sub, expr in iter_templates(dict(overlay.node_labels))),
-    ]
-    templates = {expr: compile_cel(expr, variables) for _, expr in found}
-    fields: dict[str, str] = {}
-    for path, expr in found:
-        fields.setdefault(expr, format_path(path))
-    return CompiledOverlay(overlay, when, patches, templates, index, fields)
+    templates = {
+        expr: compile_cel(expr, variables)
+        for _, expr in [*iter_templates(patches), *iter_templates(dict(overlay.node_labels))]
+    }
+    return CompiledOverlay(overlay, when, patches, templates, index)
 
 
 def _precedence(overlay: Overlay) -> tuple[int, int, str]:

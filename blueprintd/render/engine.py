@@ -65,7 +65,7 @@ class RenderOptions:
 class Resolved:
     """One template result: where it was written in the overlay, where it landed, what it gave."""
 
-    written: tuple[str | int, ...]  # path in the overlay's patches/nodeLabels as written (template keys)
+    written: Path  # path in the overlay as written: "patches" or "nodeLabels", then template keys unresolved
     at: tuple[str | int, ...]  # the same path with templated keys resolved
     text: str
     result: Any
@@ -180,7 +180,7 @@ class _Renderer:
         try:
             result = co.when.evaluate_memo(self.plain(pool), lambda: self.activation(pool), self.meter)
         except CelBudgetExceeded as exc:
-            raise self.over_budget(co, pool, f"spec.overlays[{co.index}].when", exc) from None
+            raise self.over_budget(co, pool, self.spec_path(co, ("when",)), exc) from None
         except CelError as exc:
             raise RenderError(f"{self.where(co, pool)}: condition {co.overlay.when!r} failed: {exc}") from None
         if not isinstance(result, bool):
@@ -203,37 +203,37 @@ class _Renderer:
         scope = "nodePool" if co.scope == "nodePool" else "cluster"
         self.explanations.append(Explanation(overlay=co.name, scope=scope, pool=pool, fired=fired, reason=reason))
 
-    def resolve(self, co: CompiledOverlay, pool: str | None, value: Any) -> tuple[Any, list[Resolved]]:
-        """``value`` with every ``${ CEL }`` string (and map key) replaced by its result,
-        and where each result landed (for the type checks of ``template_types``)."""
+    def resolve(self, co: CompiledOverlay, pool: str | None, root: str, value: Any) -> tuple[Any, list[Resolved]]:
+        """``value`` (the overlay's ``root``: patches or nodeLabels) with every ``${ CEL }``
+        string (and map key) replaced by its result, and where each result landed (for the
+        type checks of ``template_types``)."""
         if not co.templates:
             return value, []
         plain = self.plain(pool)
         found: list[Resolved] = []
 
-        def evaluate(text: str, expr: str) -> Any:
+        def evaluate(text: str, expr: str, written: Path) -> Any:
             try:
                 # memoised results are shared: copy before they go into documents
                 return copy_json(co.templates[expr].evaluate_memo(plain, lambda: self.activation(pool), self.meter))
             except CelBudgetExceeded as exc:
-                path = co.template_fields.get(expr, f"spec.overlays[{co.index}]")
-                raise self.over_budget(co, pool, path, exc) from None
+                raise self.over_budget(co, pool, self.spec_path(co, written), exc) from None
             except CelError as exc:
                 raise RenderError(f"{self.where(co, pool)}: template {text!r} failed: {exc}") from None
 
-        def walk(node: Any, written: tuple[str | int, ...], at: tuple[str | int, ...]) -> Any:
+        def walk(node: Any, written: Path, at: Path) -> Any:
             if isinstance(node, str):
                 expr = template_expression(node)
                 if expr is None:
                     return node
-                result = evaluate(node, expr)
+                result = evaluate(node, expr, written)
                 found.append(Resolved(written, at, node, result))
                 return result
             if isinstance(node, dict):
                 out = {}
                 for key, child in node.items():
                     expr = template_expression(key)
-                    new_key = key if expr is None else evaluate(key, expr)
+                    new_key = key if expr is None else evaluate(key, expr, (*written, key))
                     if not isinstance(new_key, str):
                         raise RenderError(
                             f"{self.where(co, pool)}: template key {key!r} gave {_fmt(new_key)}, not a string"
@@ -244,15 +244,17 @@ class _Renderer:
                 return [walk(child, (*written, i), (*at, i)) for i, child in enumerate(node)]
             return node
 
-        return walk(value, (), ()), found
+        return walk(value, (root,), ()), found
 
-    def template_error(
-        self, co: CompiledOverlay, pool: str | None, r: Resolved, sub: Path, problem: str
-    ) -> RenderError:
+    @staticmethod
+    def spec_path(co: CompiledOverlay, sub: Path) -> str:
+        """Where ``sub`` (a path inside the overlay) is in the Blueprint: ``spec.overlays[2].when``."""
+        return format_path(("spec", "overlays", co.index, *sub))
+
+    def template_error(self, co: CompiledOverlay, pool: str | None, r: Resolved, problem: str) -> RenderError:
         """The refusal of a template result that does not fit its target, with both paths."""
-        spec_path = format_path(("spec", "overlays", co.index, *sub) if co.index >= 0 else ("spec", "overlays", *sub))
         return RenderError(
-            f"{self.where(co, pool)}: template {r.text!r} at {spec_path} gave {show(r.result)} "
+            f"{self.where(co, pool)}: template {r.text!r} at {self.spec_path(co, r.written)} gave {show(r.result)} "
             f"({json_type_words(json_type(r.result))}): {problem}"
         )
 
@@ -264,12 +266,11 @@ class _Renderer:
             if not r.at or r.at[0] != index:
                 continue
             sub = r.at[1:]
-            written: Path = ("patches", *r.written)
             expected = patch_field_expectation(sub)
             if expected:
                 if not fits(expected, r.result):
                     takes = f"{format_path(sub)} takes {json_type_words(expected)}"
-                    raise self.template_error(co, pool, r, written, takes)
+                    raise self.template_error(co, pool, r, takes)
                 continue
             if not sub or not isinstance(patch.get("addon"), str) or patch["addon"] not in self.c.addons:
                 continue  # apply_patch reports the unknown add-on
@@ -303,19 +304,19 @@ class _Renderer:
             problem = target_problem(doc, tokens, r.result, manifest=manifest)
             if problem:
                 pointer = "/" + "/".join(t.replace("~", "~0").replace("/", "~1") for t in tokens)
-                raise self.template_error(co, pool, r, written, f"{label} {pointer}: {problem}")
+                raise self.template_error(co, pool, r, f"{label} {pointer}: {problem}")
 
     def apply(self, co: CompiledOverlay, pool: str | None) -> None:
         writer = Writer(co.name, pool)
-        patches, resolved = self.resolve(co, pool, co.patches)
+        patches, resolved = self.resolve(co, pool, "patches", co.patches)
         for index, patch in enumerate(patches):
             self.check_templates(co, pool, index, patch, resolved)
             self.apply_patch(co, pool, writer, index, patch)
         if co.overlay.node_labels and pool is not None:
-            labels, resolved_labels = self.resolve(co, pool, dict(co.overlay.node_labels))
+            labels, resolved_labels = self.resolve(co, pool, "nodeLabels", dict(co.overlay.node_labels))
             for r in resolved_labels:
                 if len(r.at) == 1 and (problem := template_label_problem(r.result)):
-                    raise self.template_error(co, pool, r, ("nodeLabels", *r.written), problem)
+                    raise self.template_error(co, pool, r, problem)
             mine = self.labels.setdefault(pool, {})
             for key, value in labels.items():
                 text = value if isinstance(value, str) else from_cel(value)
