@@ -25,7 +25,7 @@ from blueprintd.api.expand import object_key
 from blueprintd.api.facts import ClusterFacts
 from blueprintd.api.issues import Path, format_path, json_type, json_type_words
 from blueprintd.api.params import OverrideError, ParamValue, effective_values, show
-from blueprintd.api.pointer import parse_pointer
+from blueprintd.api.pointer import format_pointer, parse_pointer
 from blueprintd.errors import RenderError
 from blueprintd.render.activation import cluster_facts, pool_facts
 from blueprintd.render.compiled import CompiledBlueprint, CompiledOverlay, compile_blueprint
@@ -303,7 +303,7 @@ class _Renderer:
                     continue  # apply_patch reports the malformed pointer
             problem = target_problem(doc, tokens, r.result, manifest=manifest)
             if problem:
-                pointer = "/" + "/".join(t.replace("~", "~0").replace("/", "~1") for t in tokens)
+                pointer = format_pointer(tokens) or "/"
                 raise self.template_error(co, pool, r, f"{label} {pointer}: {problem}")
 
     def apply(self, co: CompiledOverlay, pool: str | None) -> None:
