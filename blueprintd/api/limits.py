@@ -27,7 +27,7 @@ from typing import Any
 
 from blueprintd.api.blueprint import MAX_ADDONS, MAX_OVERLAYS, BlueprintSpec
 from blueprintd.api.cel import DEFAULT_COST_BUDGET, CelError, iter_templates, template_expression
-from blueprintd.api.celcost import estimate, variable_shapes
+from blueprintd.api.celcost import CostEstimateError, estimate, variable_shapes
 from blueprintd.api.expand import effective_addons
 from blueprintd.api.issues import Issue, Path
 
@@ -154,9 +154,10 @@ class _LimitChecker:
             return  # already refused as too long; estimating it would only repeat that
         try:
             cost, _ = estimate(text, variables)
-        except CelError as exc:
-            if type(exc) is not CelError:  # CostEstimateError: something that can never work
-                self.add(f"Invalid value: {exc}", path)
+        except CostEstimateError as exc:  # something that can never work
+            self.add(f"Invalid value: {exc}", path)
+            return
+        except CelError:
             return  # syntax and name errors are reported by the semantic checks
         limit = self.limits.cel_cost
         if cost > limit:
