@@ -35,11 +35,12 @@ from blueprintd.api.cel import (
     iter_templates,
     template_expression,
 )
-from blueprintd.api.expand import api_group, effective_addons, object_key, template_kinds
+from blueprintd.api.expand import api_group, effective_addons, template_kinds
 from blueprintd.api.issues import Issue, Path
 from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits, check_limits
 from blueprintd.api.params import parameter_issues
 from blueprintd.api.pointer import parse_path, parse_pointer
+from blueprintd.api.ref import ObjectRef
 
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 LABEL_PREFIX_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -174,10 +175,10 @@ class _Checker:
             if not isinstance(meta.get("name"), str) or not meta.get("name"):
                 self.add("a Kubernetes object needs a string 'metadata.name'", (*at, "metadata", "name"))
                 continue
-            key = object_key(obj)
+            key = ObjectRef.of(obj)
             if key in seen:
                 self.add(
-                    f"duplicate object {key[1]} {key[2] + '/' if key[2] else ''}{key[3]} (also item {seen[key]})",
+                    f"duplicate object {key} (also item {seen[key]})",
                     (*at, "metadata", "name"),
                 )
             seen.setdefault(key, j)
@@ -371,7 +372,7 @@ class _Checker:
         if any(template_expression(v) is not None for v in (target.kind, target.name, target.namespace or "")):
             return -1
         for j, obj in enumerate(addon.manifests or []):
-            api_version, kind, namespace, name = object_key(obj)
+            api_version, kind, namespace, name = ObjectRef.of(obj)
             if kind != target.kind or name != target.name:
                 continue
             if target.namespace is not None and namespace != target.namespace:
@@ -379,7 +380,7 @@ class _Checker:
             if target.api_version is not None and api_version != target.api_version:
                 continue
             return j
-        present = ", ".join(sorted({f"{object_key(o)[1]}/{object_key(o)[3]}" for o in addon.manifests or []}))
+        present = ", ".join(sorted({f"{ref.kind}/{ref.name}" for ref in map(ObjectRef.of, addon.manifests or [])}))
         self.add(
             f"add-on {addon.name!r} has no {target.kind} named {target.name!r}"
             + (f" in namespace {target.namespace!r}" if target.namespace else ""),
@@ -426,7 +427,7 @@ class _Checker:
                         (
                             j
                             for j, obj in enumerate(addon.manifests or [])
-                            if object_key(obj)[1] == patch.target.kind and object_key(obj)[3] == patch.target.name
+                            if (ref := ObjectRef.of(obj)).kind == patch.target.kind and ref.name == patch.target.name
                         ),
                         -2,
                     )

@@ -23,7 +23,6 @@ from blueprintd.api.blueprint import (
     Readiness,
     ReadinessCheck,
 )
-from blueprintd.api.ref import ObjectRef
 
 TENANT_LABEL = "blueprintd.io/tenant"
 
@@ -80,11 +79,6 @@ def with_namespace(obj: dict[str, Any], namespace: str | None) -> dict[str, Any]
     if not isinstance(meta, dict) or meta.get("namespace"):
         return obj
     return {**obj, "metadata": {**meta, "namespace": namespace}}
-
-
-def object_key(obj: dict[str, Any]) -> ObjectRef:
-    """``(apiVersion, kind, namespace, name)`` of a manifest (missing parts are '')."""
-    return ObjectRef.of(obj)
 
 
 def _template_kind(template: dict[str, Any]) -> str:

@@ -21,11 +21,11 @@ import yaml
 from blueprintd.api.blueprint import Addon, Blueprint
 from blueprintd.api.cel import CelBudget, CelBudgetExceeded, CelError, Meter, from_cel, template_expression, to_cel
 from blueprintd.api.checks import label_key_problem, label_value_problem
-from blueprintd.api.expand import object_key
 from blueprintd.api.facts import ClusterFacts
 from blueprintd.api.issues import Path, format_path, json_type, json_type_words
 from blueprintd.api.params import OverrideError, ParamValue, effective_values, show
 from blueprintd.api.pointer import format_pointer, parse_pointer
+from blueprintd.api.ref import ObjectRef
 from blueprintd.errors import RenderError
 from blueprintd.render.activation import cluster_facts, pool_facts
 from blueprintd.render.compiled import CompiledBlueprint, CompiledOverlay, compile_blueprint
@@ -85,6 +85,12 @@ def mirror_repo(repo: str, mirrors: Mapping[str, str]) -> tuple[str, str | None]
         return repo, None
     target = next(v for k, v in mirrors.items() if k.rstrip("/") == best).rstrip("/")
     return target + norm[len(best) :], repo
+
+
+def _manifest_label(addon: str, doc: Any) -> str:
+    """How write logs and errors name one manifest of an add-on: ``add-on gpu ConfigMap/cfg``."""
+    ref = ObjectRef.of(doc)
+    return f"add-on {addon} {ref.kind}/{ref.name}"
 
 
 def _fmt(value: Any) -> str:
@@ -286,7 +292,7 @@ class _Renderer:
                 except RenderError:
                     continue  # apply_patch reports the missing target
                 doc = self.ws.get_manifest(addon.name, j)
-                label, manifest = f"add-on {addon.name} {object_key(doc)[1]}/{object_key(doc)[3]}", True
+                label, manifest = _manifest_label(addon.name, doc), True
             else:
                 continue
             if head in ("values", "mergePatch"):
@@ -356,8 +362,7 @@ class _Renderer:
                 return
             j = self.find_target(addon, patch.get("target", {}), where)
             doc = self.ws.get_manifest(addon.name, j)
-            kind, obj_name = object_key(doc)[1], object_key(doc)[3]
-            label = f"add-on {addon.name} {kind}/{obj_name}"
+            label = _manifest_label(addon.name, doc)
             if "mergePatch" in patch:
                 for path, value in flatten_merge(patch["mergePatch"]):
                     self.log.record(label, path, value, writer)
@@ -374,7 +379,7 @@ class _Renderer:
 
     def find_target(self, addon: Addon, target: dict[str, Any], where: str) -> int:
         for j, obj in enumerate(addon.manifests or []):
-            api_version, kind, namespace, name = object_key(obj)
+            api_version, kind, namespace, name = ObjectRef.of(obj)
             if kind == target.get("kind") and name == target.get("name"):
                 if target.get("namespace") not in (None, namespace):
                     continue

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from blueprintd.api.expand import object_key as manifest_ref
 from blueprintd.api.inventory import InventoryObject, object_key
 from blueprintd.api.ref import ObjectRef
 
@@ -14,7 +13,7 @@ NODE = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}
 
 def test_every_spelling_is_the_same_identity() -> None:
     ref = ObjectRef.of(CM)
-    assert manifest_ref(CM) == ref and manifest_ref(CM)[1] == "ConfigMap", "still unpacks like the old tuple"
+    assert ref == ("v1", "ConfigMap", "ops", "cfg") and ref[1] == "ConfigMap", "still unpacks like the old tuple"
     assert object_key(CM) == ref.key == "v1|ConfigMap|ops|cfg"
     assert InventoryObject(key=ref.key).object_ref == ref
     assert ObjectRef.from_key(ref.key) == ref
