@@ -135,31 +135,22 @@ CLUSTER = Shape(
 )
 
 
-def shape_of_value(value: Any) -> Shape:
-    """The shape of a parameter value (a member may override it: strings get a floor).
+def parameter_shape(param: Parameter) -> Shape:
+    """The shape of a parameter: sized by its declaration, not its default.
 
-    A declared parameter is sized by its declaration, not its default: a member may override a
-    ``string`` with any text (so at least ``PARAM_STRING_SIZE`` characters), unless an ``enum``
-    names the only values it can take. Numbers and booleans are scalars."""
-    if isinstance(value, Parameter):
-        if value.type != "string":
-            return SCALAR
-        if value.enum:
-            return string(max(len(str(v)) for v in value.enum))
-        return string(max(len(str(value.default)), PARAM_STRING_SIZE))
-    if isinstance(value, str):
-        return string(max(len(value), PARAM_STRING_SIZE))
-    if isinstance(value, list):
-        elems = [shape_of_value(v) for v in value]
-        return list_of(max(len(value), 256), _join_all(elems))
-    if isinstance(value, dict):
-        return Shape("object", fields={str(k): shape_of_value(v) for k, v in value.items()})
-    return SCALAR
+    A member may override a ``string`` with any text (so at least ``PARAM_STRING_SIZE``
+    characters), unless an ``enum`` names the only values it can take. Numbers and booleans
+    are scalars."""
+    if param.type != "string":
+        return SCALAR
+    if param.enum:
+        return string(max(len(str(v)) for v in param.enum))
+    return string(max(len(str(param.default)), PARAM_STRING_SIZE))
 
 
-def variable_shapes(scope: str, params: Mapping[str, Any]) -> dict[str, Shape]:
+def variable_shapes(scope: str, params: Mapping[str, Parameter]) -> dict[str, Shape]:
     """What an overlay of ``scope`` can see, at its largest."""
-    shapes = {"cluster": CLUSTER, "params": Shape("object", fields={k: shape_of_value(v) for k, v in params.items()})}
+    shapes = {"cluster": CLUSTER, "params": Shape("object", fields={k: parameter_shape(v) for k, v in params.items()})}
     if scope == "nodePool":
         shapes["pool"] = POOL
     return shapes

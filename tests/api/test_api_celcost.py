@@ -17,6 +17,7 @@ from blueprintd.api.facts import ClusterFacts, NodePool
 from blueprintd.api.issues import InvalidInput, Issue
 from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits
 from blueprintd.api.load import load_blueprints, parse_blueprint
+from blueprintd.api.params import Parameter
 from blueprintd.cli.main import app
 from blueprintd.render.activation import cluster_facts, pool_facts
 
@@ -24,7 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 THIRTY = "[" + ",".join(str(i) for i in range(30)) + "]"
 # The issue's reproduction: five nested comprehensions over a 30-element list (30^5 steps).
 BOMB = f"{THIRTY}.all(a, {THIRTY}.all(b, {THIRTY}.all(c, {THIRTY}.all(d, {THIRTY}.all(e, a+b+c+d+e >= 0)))))"
-POOL_VARS = variable_shapes("nodePool", {"replicas": 4, "suffix": "x"})
+POOL_VARS = variable_shapes(
+    "nodePool", {"replicas": Parameter.model_validate(4), "suffix": Parameter.model_validate("x")}
+)
 
 
 def problems(data: dict[str, Any]) -> list[Issue]:
@@ -164,8 +167,6 @@ def test_runtime_cost_never_exceeds_the_estimate(text: str) -> None:
 
 def test_declared_parameters_are_sized_by_their_declaration() -> None:
     """A member may override a declared string with any text; an enum bounds it; numbers are scalars."""
-    from blueprintd.api.params import Parameter
-
     declared = {
         "suffix": Parameter(type="string", default="x"),
         "mode": Parameter(type="string", default="a", enum=["a", "bb"]),
