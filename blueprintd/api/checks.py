@@ -39,7 +39,7 @@ from blueprintd.api.expand import api_group, effective_addons, template_kinds
 from blueprintd.api.issues import Issue, Path
 from blueprintd.api.limits import DEFAULT_LIMITS, BlueprintLimits, check_limits
 from blueprintd.api.params import parameter_issues
-from blueprintd.api.pointer import parse_path, parse_pointer
+from blueprintd.api.pointer import lookup, parse_path, parse_pointer
 from blueprintd.api.ref import ObjectRef
 
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -406,7 +406,7 @@ class _Checker:
                 need = "its parent"
             else:
                 need = "it"
-            if not _exists(doc, tokens) and not _may_exist(tree, tokens):
+            if not lookup(doc, tokens)[0] and not _may_exist(tree, tokens):
                 self.add(
                     f"{fld} {pointer!r} does not exist in add-on {addon!r} and no overlay creates it; "
                     f"op '{op.op}' needs {need} to exist (use 'add' to create a field)",
@@ -487,22 +487,6 @@ def _may_exist(tree: dict[str, Any], tokens: list[str]) -> bool:
             return False
         if node is _ANY:
             return True
-    return True
-
-
-def _exists(doc: Any, tokens: list[str]) -> bool:
-    node = doc
-    for token in tokens:
-        if isinstance(node, dict):
-            if token not in node:
-                return False
-            node = node[token]
-        elif isinstance(node, list):
-            if not token.isdigit() or int(token) >= len(node):
-                return False
-            node = node[int(token)]
-        else:
-            return False
     return True
 
 

@@ -8,6 +8,8 @@ Both parse to the same list of tokens.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 _DOTTED_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+|\*)\]")
 
@@ -28,6 +30,19 @@ def parse_pointer(pointer: str) -> list[str]:
 
 def format_pointer(tokens: list[str] | tuple[str | int, ...]) -> str:
     return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+def lookup(doc: Any, tokens: Sequence[str]) -> tuple[bool, Any]:
+    """``(found, value)`` at ``tokens`` in ``doc``: map keys, list items by index."""
+    node = doc
+    for token in tokens:
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return False, None
+    return True, node
 
 
 def parse_path(path: str) -> list[str]:

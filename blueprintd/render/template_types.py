@@ -30,10 +30,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from blueprintd.api.issues import json_type, json_type_words
+from blueprintd.api.issues import PathElem, json_type, json_type_words
 from blueprintd.api.params import show
-
-PathElem = str | int
+from blueprintd.api.pointer import lookup
 
 NAME_FIELDS = frozenset({"addon", "op", "path", "from"})
 TARGET_FIELDS = frozenset({"kind", "name", "namespace", "apiVersion"})
@@ -67,25 +66,12 @@ def manifest_expectation(tokens: Sequence[str]) -> str:
     return ""
 
 
-def document_value(doc: Any, tokens: Sequence[str]) -> tuple[bool, Any]:
-    """Rule 3's lookup: ``(found, value)`` at ``tokens`` in ``doc`` (lists by index)."""
-    node = doc
-    for token in tokens:
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return False, None
-    return True, node
-
-
 def target_problem(doc: Any, tokens: Sequence[str], value: Any, *, manifest: bool) -> str:
     """Why ``value`` does not fit at ``tokens`` of ``doc`` (rules 2 and 3; '' when it fits)."""
     fixed = manifest_expectation(tokens) if manifest else ""
     if fixed and not fits(fixed, value):
         return f"Kubernetes takes {json_type_words(fixed)} there"
-    found, current = document_value(doc, tokens)
+    found, current = lookup(doc, tokens)
     if found and not fits(json_type(current), value):
         shown = "" if isinstance(current, dict | list) else f" ({show(current)})"
         return f"the field holds {json_type_words(json_type(current))}{shown}"
