@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     Field,
@@ -54,7 +54,7 @@ from blueprintd.api.issues import Issue, Path, json_type
 
 ParamValue = str | int | float | bool
 ParamType = Literal["string", "integer", "number", "boolean"]
-PARAM_TYPES: tuple[str, ...] = ("string", "integer", "number", "boolean")
+PARAM_TYPES: tuple[str, ...] = get_args(ParamType)
 MAX_ENUM = 64
 
 # In the CRD a parameter is any JSON value: typing it as an object there would make the objects

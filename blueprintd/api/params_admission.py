@@ -29,11 +29,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from blueprintd.api.params import PARAM_TYPES
+
 API_VERSION = "admissionregistration.k8s.io/v1"
 POLICY_NAME = "blueprint-parameters.blueprintd.io"
 FILE_NAME = "admissionpolicy-blueprint-parameters.yaml"
 
-_TYPES = "['string', 'integer', 'number', 'boolean']"
+_TYPES = "[" + ", ".join(f"'{t}'" for t in PARAM_TYPES) + "]"  # a CEL list of the declarable types
 
 
 def _show(v: str) -> str:
