@@ -190,7 +190,8 @@ async def preview(
     cluster: str | None = None,
 ) -> FleetPreview:
     """The fleet-wide preview of ``candidates`` (see the module docstring)."""
-    members = sorted(await store.list("MemberCluster"), key=lambda m: m["metadata"]["name"])
+    everyone = sorted(await store.list("MemberCluster"), key=lambda m: m["metadata"]["name"])
+    members = everyone
     if cluster is not None:
         members = [m for m in members if m["metadata"]["name"] == cluster]
         if not members:
@@ -211,7 +212,7 @@ async def preview(
                 f"({revision_name(c.name, c.version)}); the operator would refuse it: bump spec.version"
             )
         compiled[c.name] = compile_blueprint(c.blueprint)
-        waves[c.name] = _waves(c, await store.list("MemberCluster"))
+        waves[c.name] = _waves(c, everyone)
 
     results: list[MemberPreview] = []
     for mc in members:
