@@ -13,7 +13,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,23 +23,24 @@ from blueprintd.cli.fleetview import KubeconfigOpt, NamespaceOpt, err
 from blueprintd.cli.output import stdout_console
 from blueprintd.preview.group import FleetPreview, describe_clusters
 
+if TYPE_CHECKING:
+    from blueprintd.operator.settings import OperatorSettings
+
 
 async def _run(
+    settings: OperatorSettings,
     path: Path | None,
     version: str | None,
     blueprint: str | None,
-    kubeconfig: str | None,
-    namespace: str,
     cluster: str | None,
     selector: str | None,
-    mirrors: dict[str, str],
-    helm: Path,
 ) -> FleetPreview:
     from blueprintd.api.load import load_blueprints
     from blueprintd.cluster.management import ManagementStore
     from blueprintd.errors import BlueprintdError
+    from blueprintd.operator.pipeline import revision_blueprint
     from blueprintd.operator.run import management_client
-    from blueprintd.preview.fleet import Candidate, preview, revision_blueprint
+    from blueprintd.preview.fleet import Candidate, preview
     from blueprintd.preview.select import parse_selector
 
     only = parse_selector(selector) if selector else None
@@ -51,7 +52,8 @@ async def _run(
         if not bps:
             raise BlueprintdError(f"{path} holds no Blueprint" + (f" named {blueprint!r}" if blueprint else ""))
         candidates = [Candidate(b, str(path)) for b in bps]
-    store = ManagementStore(management_client(kubeconfig), namespace)
+    namespace = settings.namespace
+    store = ManagementStore(management_client(settings.kubeconfig), namespace)
     if not candidates:
         assert version is not None
         if blueprint is None:
@@ -71,7 +73,7 @@ async def _run(
                 f"kubectl get blueprintrevisions -n {namespace} -l blueprintd.io/blueprint={blueprint}"
             )
         candidates = [Candidate(revision_blueprint(blueprint, rev), f"BlueprintRevision {rev['metadata']['name']}")]
-    return await preview(store, candidates, mirrors, helm, only=only, cluster=cluster)
+    return await preview(store, candidates, settings, only=only, cluster=cluster)
 
 
 def rollout_groups(data: FleetPreview) -> dict[tuple[str, str, str], list[str]]:
@@ -151,7 +153,7 @@ def diff_cmd(
       blueprintd diff --version 1.1.0 --blueprint gpu-platform --selector env=prod -o json
     """
     from blueprintd.errors import BlueprintdError
-    from blueprintd.operator.settings import parse_mirrors
+    from blueprintd.operator.settings import OperatorSettings, parse_mirrors
 
     if (path is None) == (version is None):
         err.print("[red]error:[/red] give either a PATH (unpublished Blueprint files) or --version V (published)")
@@ -170,10 +172,13 @@ def diff_cmd(
 
             found = shutil.which("helm")
             helm = Path(found) if found else ensure().helm
-        data = asyncio.run(
-            _run(path, version, blueprint, kubeconfig, namespace, cluster, selector,
-                 parse_mirrors(list(chart_mirror or [])), helm)
+        settings = OperatorSettings.from_env(  # the operator's settings: mirrors, limits, CEL budget
+            namespace=namespace,
+            kubeconfig=kubeconfig,
+            helm=helm,
+            chart_mirrors=parse_mirrors(list(chart_mirror or [])),
         )
+        data = asyncio.run(_run(settings, path, version, blueprint, cluster, selector))
     except BlueprintdError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None

@@ -140,6 +140,18 @@ async def member_kubeconfig(store: ManagementStore, mc: MemberCluster) -> tuple[
     return raw, cfg
 
 
+def revision_blueprint(blueprint: str, rev: dict[str, Any]) -> Blueprint:
+    """The Blueprint a BlueprintRevision captured (raises ValidationError when it no longer validates)."""
+    return Blueprint.model_validate(
+        {
+            "apiVersion": "blueprintd.io/v1alpha1",
+            "kind": "Blueprint",
+            "metadata": {"name": blueprint},
+            "spec": rev["spec"]["spec"],
+        }
+    )
+
+
 @dataclass(frozen=True)
 class Revision:
     name: str
@@ -165,14 +177,7 @@ class Revisions:
         compiled = self._compiled.get(key)
         if compiled is None:
             try:
-                model = Blueprint.model_validate(
-                    {
-                        "apiVersion": "blueprintd.io/v1alpha1",
-                        "kind": "Blueprint",
-                        "metadata": {"name": blueprint},
-                        "spec": rev["spec"]["spec"],
-                    }
-                )
+                model = revision_blueprint(blueprint, rev)
                 compiled = self._compiled[key] = compile_blueprint(model, self.limits)
             except (ValidationError, BlueprintdError) as exc:
                 raise PipelineError(f"render failed: {exc}") from None
@@ -199,6 +204,18 @@ def render_for(
         raise PipelineError(f"render failed: {exc}") from None
 
 
+async def desired_for(
+    compiled: CompiledBlueprint,
+    facts: Any,
+    mc: MemberCluster,
+    chart_mirrors: dict[str, str],
+    cel_budget: CelBudget | None = None,
+) -> DesiredState:
+    """:func:`render_for` in a worker thread: a render runs CEL from the Blueprint for up to the
+    CEL deadline, and the event loop keeps serving every other member and Blueprint meanwhile."""
+    return await asyncio.to_thread(render_for, compiled, facts, mc, chart_mirrors, cel_budget)
+
+
 @dataclass(frozen=True)
 class Prepared:
     """One Blueprint ready to plan or apply on one member."""
@@ -221,9 +238,7 @@ async def prepare(
 ) -> Prepared:
     """Revision → compile → render for ``blueprint`` at ``version`` on ``mc``; raises PipelineError."""
     revision = await revisions.get(blueprint, version)
-    # In a worker thread: a render runs CEL from the Blueprint for up to the CEL deadline, and
-    # the event loop keeps serving every other member and Blueprint meanwhile.
-    desired = await asyncio.to_thread(render_for, revision.compiled, facts, mc, chart_mirrors, cel_budget)
+    desired = await desired_for(revision.compiled, facts, mc, chart_mirrors, cel_budget)
     return Prepared(blueprint, version, revision, desired, inventory_for(mc, blueprint))
 
 
