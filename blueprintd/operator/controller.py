@@ -18,10 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from blueprintd.api import membercluster
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import Blueprint, BlueprintStatus, UnselectAction
-from blueprintd.api.common import matches
 from blueprintd.api.membercluster import BlueprintProgress, MemberCluster, MemberClusterStatus
 from blueprintd.api.params import shorthand_issues
 from blueprintd.api.revision import revision_name
@@ -57,7 +55,6 @@ log = logging.getLogger("blueprintd.operator")
 __all__ = ["PAUSE_ANNOTATION", "RESUME_ANNOTATION", "ROLLBACK_ANNOTATION", "Controller", "MemberReconcile"]
 
 PAUSE_ANNOTATION = "blueprintd.io/rollout-paused"
-RESTORE_ANNOTATION = membercluster.RESTORE_ANNOTATION
 RESUME_ANNOTATION = "blueprintd.io/rollout-resume"
 PREFLIGHT_FAILED = "ChartPreflightFailed"
 
@@ -179,21 +176,17 @@ class Controller:
         member (``blueprintd.preflight``); why it must not roll out, or "" when it may."""
         if not self.settings.chart_preflight:
             return ""
-        from blueprintd.facts.collect.live import collect_cluster_facts
-
         clusters: list[tuple[Any, dict[str, Any]]] = []
         for raw in await self.store.list("MemberCluster"):
             mc = MemberCluster.model_validate(raw)
-            name, labels = mc.metadata.name, dict(mc.metadata.labels or {})
-            if not matches(model.spec.cluster_selector, labels):
+            if not selects(model, mc):
                 continue
             try:
-                session = await self._session(mc)
-                facts = await asyncio.to_thread(collect_cluster_facts, session.api_client, name, cluster_labels=labels)
+                facts = await collect_facts(await self._session(mc), mc)
             except Exception as exc:  # an unreachable member is checked by its own reconcile
-                log.info("chart pre-flight: member %s skipped: %s", name, exc)
+                log.info("chart pre-flight: member %s skipped: %s", mc.metadata.name, exc)
                 continue
-            clusters.append((facts, (raw.get("spec") or {}).get("parameters") or {}))
+            clusters.append((facts, mc.spec.parameters))
         try:
             states = await asyncio.to_thread(
                 render_states,
