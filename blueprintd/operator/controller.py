@@ -213,21 +213,20 @@ class Controller:
 
     async def rollout(self, bp: dict[str, Any]) -> None:
         """Decide which version each selected cluster should run now; record it in status."""
-        if not (bp.get("status") or {}).get("revision"):
+        previous_status = _blueprint_status(bp)
+        if not previous_status.revision:
             return  # not published (invalid or not seen yet)
-        conditions = (bp.get("status") or {}).get("conditions") or []
-        refused = any(c.get("type") == "Valid" and c.get("reason") == PREFLIGHT_FAILED for c in conditions)
+        refused = any(c.type == "Valid" and c.reason == PREFLIGHT_FAILED for c in previous_status.conditions)
         model = Blueprint.model_validate(bp)
-        if refused and target_version(model) == model.spec.version:
+        target = target_version(model)
+        if refused and target == model.spec.version:
             return  # the new version's charts refuse its values: nothing moves, the reason stays
         name = model.metadata.name
-        target = target_version(model)
         if await self.store.get("BlueprintRevision", revision_name(name, target)) is None:
             await self._invalid(bp, "UnknownVersion", f"no BlueprintRevision for version {target}")
             return
         members = [MemberCluster.model_validate(m) for m in await self.store.list("MemberCluster")]
         views = [cluster_view(name, m) for m in members if selects(model, m)]
-        previous_status = model.status or BlueprintStatus()
         previous = previous_status.rollout
         annotations = model.metadata.annotations
         decision = decide(
@@ -327,7 +326,7 @@ class Controller:
     ) -> list[status.Outcome]:
         """Run the pipeline and apply for every Blueprint that selects ``mc``; release the ones
         that stopped selecting it. One typed outcome each, for the fold."""
-        raw_blueprints = [b for b in await self.store.list("Blueprint") if (b.get("status") or {}).get("revision")]
+        raw_blueprints = await self.store.list("Blueprint")
         progress = {p.blueprint: p for p in previous.blueprints}
         outcomes: list[status.Outcome] = []
         selecting: set[str] = set()  # Blueprints that (still) select this cluster, or cannot be read
@@ -339,6 +338,8 @@ class Controller:
             except ValidationError:
                 selecting.add(bp_name)  # never prune on a Blueprint we cannot read
                 continue
+            if bp.status is None or not bp.status.revision:
+                continue  # not published (invalid or not seen yet)
             on_unselect[bp_name] = bp.spec.on_unselect
             if not selects(bp, mc):
                 continue
