@@ -382,7 +382,6 @@ class Controller:
             return status.NotApplied(bp_name, version, str(exc), on_unselect)
         self._rendered[(name, bp_name)] = prepared.desired
         result = await reconcile(session, prepared.desired, prepared.inventory, restore_drift=restore)
-        result.content_hash = prepared.revision.content_hash
         if result.writes:
             metrics.MEMBER_WRITES.labels(cluster=name).inc(result.writes)
             log.info(
