@@ -61,6 +61,16 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"environment variable {name}={raw!r}: expected a number of seconds") from None
 
 
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r}: expected a whole number") from None
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     namespace: str = "blueprintd-system"
@@ -110,10 +120,10 @@ def limits_from_env(env: Mapping[str, str]) -> dict[str, object]:
     """``BLUEPRINTD_CEL_COST_LIMIT`` (validate-time estimate), ``BLUEPRINTD_CEL_COST_BUDGET`` and
     ``BLUEPRINTD_RENDER_TIMEOUT`` (runtime) over their defaults."""
     limits, budget = BlueprintLimits(), CelBudget()
-    if env.get("BLUEPRINTD_CEL_COST_LIMIT"):
-        limits = replace(limits, cel_cost=int(env["BLUEPRINTD_CEL_COST_LIMIT"]))
-    if env.get("BLUEPRINTD_CEL_COST_BUDGET"):
-        budget = replace(budget, cost=int(env["BLUEPRINTD_CEL_COST_BUDGET"]))
-    if env.get("BLUEPRINTD_RENDER_TIMEOUT"):
-        budget = replace(budget, timeout_seconds=float(env["BLUEPRINTD_RENDER_TIMEOUT"]))
+    limits = replace(limits, cel_cost=_integer(env, "BLUEPRINTD_CEL_COST_LIMIT", limits.cel_cost))
+    budget = replace(
+        budget,
+        cost=_integer(env, "BLUEPRINTD_CEL_COST_BUDGET", budget.cost),
+        timeout_seconds=_number(env, "BLUEPRINTD_RENDER_TIMEOUT", budget.timeout_seconds),
+    )
     return {"blueprint_limits": limits, "cel_budget": budget}

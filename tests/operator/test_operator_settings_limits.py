@@ -25,3 +25,16 @@ def test_environment_raises_the_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.blueprint_limits.cel_cost == 1_000_000
     assert settings.blueprint_limits.values_bytes == BlueprintLimits().values_bytes  # the rest stay default
     assert settings.cel_budget == CelBudget(cost=2_000_000, timeout_seconds=12.5)
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "expected"),
+    [
+        ("BLUEPRINTD_CEL_COST_LIMIT", "lots", "a whole number"),
+        ("BLUEPRINTD_CEL_COST_BUDGET", "1e6", "a whole number"),
+        ("BLUEPRINTD_RENDER_TIMEOUT", "5s", "a number of seconds"),
+    ],
+)
+def test_a_bad_limit_names_the_variable(var: str, value: str, expected: str) -> None:
+    with pytest.raises(ValueError, match=f"{var}={value!r}: expected {expected}"):
+        OperatorSettings.from_env({var: value})
