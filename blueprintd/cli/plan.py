@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from blueprintd.cli.fleetview import KubeconfigOpt, NamespaceOpt, err
+from blueprintd.cli.output import name_column, stdout_console
 
 OutputFmt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
 
@@ -107,7 +108,7 @@ def plan_cmd(
     elif output == "yaml":
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
     else:
-        render_plan(data, Console())
+        render_plan(data, stdout_console())
     raise typer.Exit(0 if data["empty"] else 1)
 
 
@@ -121,14 +122,16 @@ def render_plan(data: dict[str, Any], console: Console) -> None:
         console.print("[green]nothing to do: the cluster matches the Blueprint[/green]")
     else:
         t = Table(title="Planned actions (in order)")
-        for col in ("add-on", "action", "target", "reason"):
+        name_column(t, "add-on", (a.get("addon") or "-" for a in data["actions"]))
+        for col in ("action", "target", "reason"):
             t.add_column(col, overflow="fold")
         for a in data["actions"]:
             t.add_row(a.get("addon") or "-", a["kind"], a.get("target", ""), a.get("reason", ""))
         console.print(t)
     if data["held"]:
         h = Table(title="Drift left to the add-on's drift mode (notify/block): not applied")
-        for col in ("add-on", "target", "reason"):
+        name_column(h, "add-on", (a.get("addon") or "-" for a in data["held"]))
+        for col in ("target", "reason"):
             h.add_column(col, overflow="fold")
         for a in data["held"]:
             h.add_row(a.get("addon") or "-", a.get("target", ""), a.get("reason", ""))

@@ -12,6 +12,7 @@ from blueprintd.cli.drift import render_drift
 from blueprintd.cli.facts import render_cluster
 from blueprintd.cli.fleetview import fleet_summary, render_status
 from blueprintd.cli.output import stdout_console
+from blueprintd.cli.plan import render_plan
 
 LONG_CLUSTER = "l4-inference-eu-west-production-cluster-07"
 LONG_POOL = "h100-80gb-mig-all-1g-10gb"
@@ -79,3 +80,19 @@ def test_facts_table_keeps_pool_names(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert LONG_POOL in out and "l4-inference " in out and "NVIDIA-H100-80GB-HBM3" in out
     assert "…" not in out
+
+
+def _plan() -> dict[str, Any]:
+    action = {"addon": LONG_ADDON, "kind": "helm-upgrade", "target": "gpu-operator/gpu-operator", "reason": MESSAGE}
+    held = {"addon": LONG_ADDON, "target": "ConfigMap gpu-operator/device-plugin-config", "reason": MESSAGE}
+    return {"cluster": LONG_CLUSTER, "blueprint": "gpu-platform", "version": "1.1.0", "why": "assigned by the rollout",
+            "selected": True, "empty": False, "actions": [action], "held": [held]}
+
+
+def test_plan_in_a_narrow_terminal_keeps_addon_names_whole() -> None:
+    console = Console(width=100, record=True, force_terminal=True)
+    render_plan(_plan(), console)
+    out = console.export_text()
+    assert out.count(LONG_ADDON) == 2, out
+    assert "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= 100
