@@ -6,7 +6,7 @@
     compiled + cluster facts + member parameters → desired state          (pure)
     desired + live state + inventory → plan                               (read + pure)
 
-The operator's reconcile and ``blueprintd plan`` (and any other read-only preview) go through
+The operator's reconcile, ``blueprintd plan`` and ``blueprintd diff`` (preview/fleet.py) go through
 these same functions, so a plan shows exactly what the next reconcile does. Nothing here
 writes anywhere: applying a plan is ``cluster.reconcile``'s job.
 """
