@@ -165,7 +165,15 @@ def test_the_blueprint_converges(env: Env) -> None:
 
     def converged() -> bool:
         ro = status_of(env, "blueprints", env.bp).get("rollout") or {}
-        return ro.get("phase") == "Complete" and set(ro.get("assignments") or {}) == names
+        return ro.get("phase") == "Complete" and set(ro.get("assignments") or {}) == names and completed()
+
+    def completed() -> bool:
+        # The operator posts the RolloutComplete event just after the status write that says
+        # Complete: the quiet period starts once both are in, not between the two.
+        events = client.CoreV1Api(env.fleet.management.api_client()).list_namespaced_event(
+            env.ns, field_selector=f"involvedObject.name={env.bp},reason=RolloutComplete"
+        )
+        return bool(events.items)
 
     wait_for(converged, timeout=180, what="the Blueprint to roll out to every member")
     assert_quiet(env, QUIET_SECONDS)
