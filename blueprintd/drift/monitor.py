@@ -12,7 +12,7 @@ read, no full resync — and acts on what it finds according to the add-on's mod
 * ``block``: keep the ValidatingAdmissionPolicy and the labels that select the protected
   objects in place; a change that still got through (an exempt identity) is recorded open.
 
-A periodic relist of every stream (``resync_seconds``, default 5 minutes) is the safety net for
+A periodic relist of every stream (``resync_seconds``, an operator setting) is the safety net for
 anything a watch could have missed. All findings go to the cluster's DriftReport and the
 MemberCluster's ``status.drift`` — written only when their content changes — so any operator
 replica, and ``blueprintd drift``, sees the same state.
@@ -50,7 +50,6 @@ from blueprintd.render.desired import DesiredState
 
 log = logging.getLogger("blueprintd.drift")
 
-DEFAULT_RESYNC_SECONDS = 300.0
 # Kinds of a release's rendered objects whose content is not compared: it is generated
 # (Secrets a chart fills with random values) or churns by design. Everything else a release
 # renders, namespaced or cluster-scoped (ClusterRoles, CRDs, custom resources), is. Secrets
@@ -143,8 +142,8 @@ class DriftMonitor:
         self,
         store: ManagementStore | None,
         operator_user: str = "",
-        resync_seconds: float = DEFAULT_RESYNC_SECONDS,
         *,
+        resync_seconds: float,
         listeners: Iterable[Listener] = (),
     ) -> None:
         """``store`` None keeps reports in memory only (benchmarks); ``operator_user`` empty:

@@ -19,10 +19,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from blueprintd.api.base import ApiModel
-from blueprintd.api.blueprint import Blueprint, BlueprintStatus, UnselectAction
+from blueprintd.api.blueprint import Blueprint, BlueprintStatus, RevisionSourceRef, UnselectAction
+from blueprintd.api.common import ObjectMeta
 from blueprintd.api.membercluster import BlueprintProgress, MemberCluster, MemberClusterStatus
 from blueprintd.api.params import shorthand_issues
-from blueprintd.api.revision import revision_name
+from blueprintd.api.revision import BlueprintRevision, BlueprintRevisionSpec, revision_name
 from blueprintd.cluster.management import ManagementStore
 from blueprintd.cluster.reconcile import reconcile
 from blueprintd.cluster.session import MemberSession
@@ -44,6 +45,7 @@ from blueprintd.operator.pipeline import (
 )
 from blueprintd.operator.settings import OperatorSettings
 from blueprintd.plan.inventory import Inventory
+from blueprintd.plan.ownership import BLUEPRINT_LABEL, label_value
 from blueprintd.preflight import HelmPreflight
 from blueprintd.preflight.run import Memo, refusal, render_states, run_preflight
 from blueprintd.render import compile_blueprint
@@ -136,28 +138,20 @@ class Controller:
                 message = f"chart pre-flight failed for version {version}:\n{refused}"
                 await self._invalid(bp, PREFLIGHT_FAILED, message)
                 return
-            source = (bp.get("metadata") or {}).get("annotations") or {}
-            await self.store.create(
-                "BlueprintRevision",
-                {
-                    "apiVersion": "blueprintd.io/v1alpha1",
-                    "kind": "BlueprintRevision",
-                    "metadata": {
-                        "name": rev_name,
-                        "labels": {"blueprintd.io/blueprint": name},
-                        "annotations": {k: v for k, v in source.items() if k.startswith("blueprintd.io/git-")},
-                    },
-                    "spec": {
-                        "blueprint": name,
-                        "version": version,
-                        "contentHash": digest,
-                        "spec": model.spec.to_wire(),
-                        "source": _source_of(bp),
-                    },
-                },
+            annotations = (bp.get("metadata") or {}).get("annotations") or {}
+            revision = BlueprintRevision(
+                metadata=ObjectMeta(
+                    name=rev_name,
+                    labels={BLUEPRINT_LABEL: label_value(name)},
+                    annotations={k: v for k, v in annotations.items() if k.startswith("blueprintd.io/git-")},
+                ),
+                spec=BlueprintRevisionSpec(
+                    blueprint=name, version=version, content_hash=digest, spec=model.spec, source=_source_of(bp)
+                ),
             )
+            await self.store.create("BlueprintRevision", revision.to_wire())
             await self.store.event(bp, "RevisionCreated", f"captured version {version} as {rev_name}")
-        elif existing["spec"].get("contentHash") != digest:
+        elif BlueprintRevision.model_validate(existing).spec.content_hash != digest:
             await self._invalid(
                 bp,
                 "VersionReused",
@@ -427,16 +421,17 @@ class Controller:
         return ""
 
 
-def _source_of(bp: dict[str, Any]) -> dict[str, Any]:
+def _source_of(bp: dict[str, Any]) -> RevisionSourceRef:
+    """Where a Blueprint's content came from: the GitSource annotations, else ``kubectl``."""
     ann = (bp.get("metadata") or {}).get("annotations") or {}
     if ann.get("blueprintd.io/git-commit"):
-        return {
-            "kind": "git",
-            "repo": ann.get("blueprintd.io/git-repo", ""),
-            "commit": ann["blueprintd.io/git-commit"],
-            "path": ann.get("blueprintd.io/git-path", ""),
-        }
-    return {"kind": "kubectl"}
+        return RevisionSourceRef(
+            kind="git",
+            repo=ann.get("blueprintd.io/git-repo", ""),
+            commit=ann["blueprintd.io/git-commit"],
+            path=ann.get("blueprintd.io/git-path", ""),
+        )
+    return RevisionSourceRef(kind="kubectl")
 
 
 def _age(ts: datetime | None) -> float:

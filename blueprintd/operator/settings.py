@@ -29,7 +29,7 @@ from pathlib import Path
 from blueprintd.api.cel import CelBudget
 from blueprintd.api.limits import BlueprintLimits
 
-DEFAULT_DRIFT_RESYNC_SECONDS = 300.0  # as drift.monitor.DEFAULT_RESYNC_SECONDS
+DEFAULT_DRIFT_RESYNC_SECONDS = 300.0  # the drift monitor's full relist; watches carry changes between
 
 
 def parse_mirrors(items: list[str]) -> dict[str, str]:
