@@ -11,9 +11,10 @@
   nodeSelector matches, so a GPU DaemonSet on a CPU-only cluster schedules nothing. ``full``
   members run kube-controller-manager, kube-scheduler and kwok instead and get none of this.
 
-* **Admission-webhook servers on full members**: kwok runs an add-on's Pods but no code in
-  them, so ``devfleet.webhooks.WebhookResponder`` answers (allows) the webhooks whose Service
-  has a Ready Pod, on the Service's loopback ClusterIP.
+* **Admission-webhook servers** (every member): kwok runs an add-on's Pods but no code in them
+  (and an api-only member runs no Pods), so ``devfleet.webhooks.WebhookResponder`` answers
+  (allows) the webhooks whose Service has a Ready Pod or ready workload behind it, on the
+  Service's loopback ClusterIP. Gatekeeper's webhooks are live, as upstream renders them.
 
 A workload whose Pod template carries ``devfleet.blueprintd.io/unhealthy`` (``unready`` or
 ``failed``) is left unready here, as kwok leaves such Pods unready or failed on full members.
@@ -134,15 +135,15 @@ class StandIns:
                 )
                 t.start()
                 self._threads.append(t)
-            if member.control_plane == "full":
-                t = threading.Thread(
-                    target=self._serve_webhooks,
-                    args=(member.name, str(kubeconfig)),
-                    name=f"standin-{member.name}-webhooks",
-                    daemon=True,
-                )
-                t.start()
-                self._threads.append(t)
+            # every member: full ones have kwok's Pods, api-only ones the workload status
+            t = threading.Thread(
+                target=self._serve_webhooks,
+                args=(member.name, str(kubeconfig)),
+                name=f"standin-{member.name}-webhooks",
+                daemon=True,
+            )
+            t.start()
+            self._threads.append(t)
 
     def stop(self) -> None:
         """Stop every thread; each webhook thread closes its own servers on the way out."""

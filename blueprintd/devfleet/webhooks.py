@@ -1,14 +1,17 @@
-"""Play the admission-webhook servers of add-ons whose Pods are simulated (``full`` members).
+"""Play the admission-webhook servers of add-ons whose Pods are simulated (every member).
 
-On a full member kwok runs an add-on's Pods, but no code runs in them: when the add-on
+On a full member kwok runs an add-on's Pods, but no code runs in them; an api-only member has
+no Pods at all, only the workload status ``devfleet.standins`` reports. When the add-on
 registers a Validating/MutatingWebhookConfiguration that points at its Service, the member's
 API server dials the Service's ClusterIP (loopback, see ``fleet.service_cidr``) and nothing
 listens there — "connection refused", and with ``failurePolicy: Fail`` every matching write
 fails. This responder plays the part of those webhook servers:
 
-* it serves a webhook only while the Service has a Ready Pod behind it (its selector matches a
-  Pod kwok reports Ready), exactly when the real server would answer; an unready add-on still
-  refuses connections;
+* it serves a webhook only while the Service has a running Pod behind it (its selector matches a
+  Pod kwok runs) or, on an api-only member, a workload with replicas whose Pod template the
+  selector matches: when the real server would listen. An add-on scaled to zero (or not yet
+  installed) still refuses connections, as a real one does (with ``failurePolicy: Fail`` the
+  API server then refuses the write: Gatekeeper's ``check-ignore-label`` and namespaces);
 * it listens on ``<ClusterIP>:<port>`` (a 127.x address) with a serving certificate for
   ``<service>.<namespace>.svc`` signed by the fleet CA, and writes that CA into the webhook's
   ``caBundle`` the way the add-on's own certificate controller (Gatekeeper's cert-controller,
@@ -74,6 +77,47 @@ def admission_response(review: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def selector_matches(selector: dict[str, str], labels: dict[str, str] | None) -> bool:
+    """A Service's equality selector matches these labels (an empty selector matches nothing,
+    as a Service without a selector has no Pods behind it)."""
+    have = labels or {}
+    return bool(selector) and all(have.get(k) == v for k, v in selector.items())
+
+
+def workload_running(obj: dict[str, Any]) -> bool:
+    """A Deployment / StatefulSet / DaemonSet that runs Pods: replicas wanted (DaemonSets: nodes
+    to run on), or ready ones reported."""
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    if obj.get("kind") == "DaemonSet":
+        return int(st.get("desiredNumberScheduled") or st.get("numberReady") or 0) > 0
+    return int(spec.get("replicas", 1) or 0) > 0 or int(st.get("readyReplicas") or 0) > 0
+
+
+def pod_running(pod: dict[str, Any]) -> bool:
+    """A Pod whose containers run (kwok reports Running / Ready) and that is not going away."""
+    meta, st = pod.get("metadata") or {}, pod.get("status") or {}
+    if meta.get("deletionTimestamp"):
+        return False
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+    return ready or st.get("phase") == "Running"
+
+
+def backed_by_running(selector: dict[str, str], pods: list[dict[str, Any]], workloads: list[dict[str, Any]]) -> bool:
+    """Whether a Service with ``selector`` has a webhook server behind it: a running Pod it
+    selects (full members), or else a running workload whose Pod template it selects (api-only
+    members, where no Pod exists). Running, not Ready: a real webhook server answers as soon as
+    its container listens, and waiting for readiness here would open a window in which the next
+    add-on's namespace is refused although a real cluster would admit it."""
+    selected = [p for p in pods if selector_matches(selector, (p.get("metadata") or {}).get("labels"))]
+    if selected:
+        return any(pod_running(p) for p in selected)  # real Pods say it, not the workload status
+    return any(
+        selector_matches(selector, (((w.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels"))
+        and workload_running(w)
+        for w in workloads
+    )
+
+
 def service_refs(config: dict[str, Any]) -> list[tuple[int, str, str, int]]:
     """(webhook index, namespace, service, port) of each webhook that calls a Service."""
     out = []
@@ -120,7 +164,7 @@ class WebhookResponder:
     # --- reconcile ------------------------------------------------------------------------
 
     def sync(self) -> set[Target]:
-        """Serve exactly the webhook Services that have a Ready Pod; patch their caBundle."""
+        """Serve exactly the webhook Services that have a running Pod (or workload); patch their caBundle."""
         from kubernetes import client
 
         adm = client.AdmissionregistrationV1Api(self.api)
@@ -146,6 +190,7 @@ class WebhookResponder:
         return wanted
 
     def _target(self, core: Any, ns: str, name: str, port: int) -> Target | None:
+        from kubernetes import client
         from kubernetes.client.rest import ApiException
 
         try:
@@ -155,12 +200,21 @@ class WebhookResponder:
         ip = svc.spec.cluster_ip
         if not ip or ip == "None" or not svc.spec.selector:
             return None
-        selector = ",".join(f"{k}={v}" for k, v in svc.spec.selector.items())
-        pods = core.list_namespaced_pod(ns, label_selector=selector).items
-        ready = any(
-            c.type == "Ready" and c.status == "True" for p in pods for c in (p.status.conditions or [])
-        )
-        return Target(ip, port, ns, name) if ready else None
+        selector = dict(svc.spec.selector)
+        label_selector = ",".join(f"{k}={v}" for k, v in selector.items())
+        wire = self.api.sanitize_for_serialization  # the objects as the API server sends them
+        pods = [wire(p) for p in core.list_namespaced_pod(ns, label_selector=label_selector).items]
+        workloads: list[dict[str, Any]] = []
+        if not pods:
+            apps = client.AppsV1Api(self.api)
+            for kind, method in (
+                ("Deployment", "deployment"),
+                ("StatefulSet", "stateful_set"),
+                ("DaemonSet", "daemon_set"),
+            ):
+                listed = getattr(apps, f"list_namespaced_{method}")(ns).items  # list items carry no kind
+                workloads += [{**wire(w), "kind": kind} for w in listed]
+        return Target(ip, port, ns, name) if backed_by_running(selector, pods, workloads) else None
 
     # --- servers --------------------------------------------------------------------------
 

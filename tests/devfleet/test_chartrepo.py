@@ -104,9 +104,7 @@ def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-def run_helm(
-    helm: Path, env: dict[str, str], *args: str, check: bool = True
-) -> subprocess.CompletedProcess[str]:
+def run_helm(helm: Path, env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([str(helm), *args], env=env, capture_output=True, text=True, timeout=120)
     if check and proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stderr}")
@@ -164,9 +162,7 @@ def env_of(workload: dict[str, Any]) -> dict[str, str]:
 
 def test_index_lists_every_standin_with_relative_urls(repo_dir: Path) -> None:
     index = yaml.safe_load((repo_dir / "index.yaml").read_text())
-    published = {
-        (name, entry["version"]): entry for name, entries in index["entries"].items() for entry in entries
-    }
+    published = {(name, entry["version"]): entry for name, entries in index["entries"].items() for entry in entries}
     for name, version in [*EXPECTED.items(), ("gpu-operator", BROKEN_VERSION)]:
         entry = published[(name, version)]
         assert entry["urls"] == [f"{name}-{version}.tgz"], "urls must be relative so the repo can move"
@@ -181,18 +177,14 @@ def test_helm_search_finds_every_standin_at_its_version(
     repo_config = ["--repository-config", str(tmp_path / "repos.yaml")]
     repo_config += ["--repository-cache", str(tmp_path / "cache")]
     run_helm(helm, helm_env, "repo", "add", "local", repo_url, *repo_config)
-    out = run_helm(
-        helm, helm_env, "search", "repo", "local/", "--versions", "--devel", "-o", "json", *repo_config
-    )
+    out = run_helm(helm, helm_env, "search", "repo", "local/", "--versions", "--devel", "-o", "json", *repo_config)
     found = {(r["name"], r["version"]) for r in yaml.safe_load(out.stdout)}
     expected = {(f"local/{name}", version) for name, version in EXPECTED.items()}
     assert found == expected | {("local/gpu-operator", BROKEN_VERSION)}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_helm_show_chart_by_name_and_version(
-    helm: Path, helm_env: dict[str, str], repo_url: str, name: str
-) -> None:
+def test_helm_show_chart_by_name_and_version(helm: Path, helm_env: dict[str, str], repo_url: str, name: str) -> None:
     out = run_helm(helm, helm_env, "show", "chart", "--repo", repo_url, name, "--version", EXPECTED[name])
     chart = yaml.safe_load(out.stdout)
     assert chart["name"] == name
@@ -200,12 +192,8 @@ def test_helm_show_chart_by_name_and_version(
     assert chart["annotations"]["blueprintd.io/standin"] == "true"
 
 
-def test_broken_prerelease_is_never_picked_by_default(
-    helm: Path, helm_env: dict[str, str], repo_url: str
-) -> None:
-    latest = yaml.safe_load(
-        run_helm(helm, helm_env, "show", "chart", "--repo", repo_url, "gpu-operator").stdout
-    )
+def test_broken_prerelease_is_never_picked_by_default(helm: Path, helm_env: dict[str, str], repo_url: str) -> None:
+    latest = yaml.safe_load(run_helm(helm, helm_env, "show", "chart", "--repo", repo_url, "gpu-operator").stdout)
     assert latest["version"] == EXPECTED["gpu-operator"]
     broken = yaml.safe_load(
         run_helm(
@@ -236,9 +224,7 @@ def test_helm_template_from_the_repo_renders_mig_config_from_values(
     assert env_of(manager)["DEFAULT_MIG_CONFIG"] == "all-1g.10gb"
 
 
-def test_repo_can_be_served_after_moving(
-    helm: Path, helm_env: dict[str, str], repo_dir: Path, tmp_path: Path
-) -> None:
+def test_repo_can_be_served_after_moving(helm: Path, helm_env: dict[str, str], repo_dir: Path, tmp_path: Path) -> None:
     moved = tmp_path / "elsewhere"
     shutil.copytree(repo_dir, moved)
     with ChartRepoServer(moved) as server:
@@ -378,10 +364,7 @@ def test_gpu_operator_defaults(helm: Path, helm_env: dict[str, str], tmp_path: P
     operator = find(objs, "Deployment", "gpu-operator")
     assert operator["metadata"]["namespace"] == "ns"
     assert operator["spec"]["replicas"] == 1
-    assert (
-        operator["spec"]["template"]["spec"]["containers"][0]["image"]
-        == "nvcr.io/nvidia/gpu-operator:v25.10.0"
-    )
+    assert operator["spec"]["template"]["spec"]["containers"][0]["image"] == "nvcr.io/nvidia/gpu-operator:v25.10.0"
 
     assert names(objs, "DaemonSet") == {
         "nvidia-driver-daemonset",
@@ -431,8 +414,7 @@ def test_gpu_operator_time_slicing_config(helm: Path, helm_env: dict[str, str], 
                 "data": {
                     "any": yaml.safe_dump(TIME_SLICING),
                     "mps-2": (
-                        "version: v1\nsharing:\n  mps:\n    resources:\n"
-                        "    - {name: nvidia.com/gpu, replicas: 2}\n"
+                        "version: v1\nsharing:\n  mps:\n    resources:\n    - {name: nvidia.com/gpu, replicas: 2}\n"
                     ),
                 },
             }
@@ -467,9 +449,7 @@ def test_gpu_operator_time_slicing_config(helm: Path, helm_env: dict[str, str], 
     )
 
 
-def test_gpu_operator_dra_mode_and_sandbox_workloads(
-    helm: Path, helm_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_gpu_operator_dra_mode_and_sandbox_workloads(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> None:
     values = {
         "devicePlugin": {"enabled": False},
         "sandboxWorkloads": {"enabled": True, "defaultWorkload": "vm-passthrough"},
@@ -590,9 +570,7 @@ def test_kai_scheduler(helm: Path, helm_env: dict[str, str], tmp_path: Path) -> 
     )
     scheduler = find(shared, "Deployment", "kai-scheduler")
     assert "--gpu-sharing-enabled=true" in scheduler["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert yaml.safe_load(find(shared, "ConfigMap", "kai-scheduler-config")["data"]["config.yaml"])[
-        "gpuSharing"
-    ]
+    assert yaml.safe_load(find(shared, "ConfigMap", "kai-scheduler-config")["data"]["config.yaml"])["gpuSharing"]
     leaf = find(shared, "Queue", "default-queue")
     assert leaf["apiVersion"] == "scheduling.run.ai/v2"
     assert leaf["spec"]["parentQueue"] == "default-parent-queue"
@@ -641,9 +619,7 @@ def test_gatekeeper_crds_webhooks_and_hooks(helm: Path, helm_env: dict[str, str]
         "v1": True,
         "v1beta1": False,
     }
-    ct_spec = template_crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
-        "properties"
-    ]
+    ct_spec = template_crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     assert ct_spec["targets"]["items"]["properties"]["rego"]["type"] == "string"
     assert {
         "configs.config.gatekeeper.sh",
@@ -668,9 +644,9 @@ def test_gatekeeper_crds_webhooks_and_hooks(helm: Path, helm_env: dict[str, str]
         "path": "/v1/admit",
     }
     mutating = find(objs, "MutatingWebhookConfiguration", "gatekeeper-mutating-webhook-configuration")
-    # No server runs: every webhook selects only objects nothing carries, so none is ever called.
+    # Live, as upstream renders them: no objectSelector unless the values set one.
     for hook in [*validating["webhooks"], *mutating["webhooks"]]:
-        assert hook["objectSelector"] == {"matchLabels": {"blueprintd.io/standin-webhook": "serve"}}
+        assert "objectSelector" not in hook, hook["name"]
 
     crd_hook = "pre-install,pre-upgrade"
     assert hooks(objs) == {
@@ -715,11 +691,17 @@ def test_kata_deploy_runtime_classes(helm: Path, helm_env: dict[str, str], tmp_p
     assert ds["spec"]["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.workload.config": "vm-passthrough"}
 
     cc_selector = {"nvidia.com/cc.ready.state": "false"}
-    with_selector = render(helm, helm_env, STANDINS / "kata-deploy", tmp_path, {
-        "shims": {"qemu-nvidia-gpu": {"enabled": True, "runtimeClass": {"nodeSelector": cc_selector}}},
-        "runtimeClasses": {"createDefault": True},
-        "defaultShim": {"amd64": "qemu-nvidia-gpu"},
-    })
+    with_selector = render(
+        helm,
+        helm_env,
+        STANDINS / "kata-deploy",
+        tmp_path,
+        {
+            "shims": {"qemu-nvidia-gpu": {"enabled": True, "runtimeClass": {"nodeSelector": cc_selector}}},
+            "runtimeClasses": {"createDefault": True},
+            "defaultShim": {"amd64": "qemu-nvidia-gpu"},
+        },
+    )
     assert find(with_selector, "RuntimeClass", "kata-qemu-nvidia-gpu")["scheduling"]["nodeSelector"] == {
         "katacontainers.io/kata-runtime": "true",
         "nvidia.com/cc.ready.state": "false",
@@ -763,6 +745,7 @@ def test_broken_chart_renders_the_value_the_api_server_rejects(
 class BareCluster:
     kubeconfig: Path
     kubectl: Path
+    standins: StandIns
 
     def json(self, *args: str) -> Any:
         """``kubectl <args> -o json`` against this cluster."""
@@ -785,7 +768,7 @@ def bare_cluster(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFacto
         simulator = StandIns(fleet)
         simulator.start()
         try:
-            yield BareCluster(fleet.members[0].kubeconfig, kube_binaries.kubectl)
+            yield BareCluster(fleet.members[0].kubeconfig, kube_binaries.kubectl, simulator)
         finally:
             simulator.stop()
 
@@ -905,8 +888,7 @@ def test_every_standin_installs_on_a_bare_api_server(
                         "parentQueue": "default-parent-queue",
                         "priority": 100,
                         "resources": {
-                            r: {"quota": 2, "limit": -1, "overQuotaWeight": 1}
-                            for r in ("gpu", "cpu", "memory")
+                            r: {"quota": 2, "limit": -1, "overQuotaWeight": 1} for r in ("gpu", "cpu", "memory")
                         },
                     },
                 },
@@ -945,18 +927,37 @@ def test_every_standin_installs_on_a_bare_api_server(
         )
     )
     wait_for(
-        lambda: subprocess.run(
-            [str(bare_cluster.kubectl), "--kubeconfig", str(bare_cluster.kubeconfig), "apply", "-f", str(constraint)],
-            capture_output=True,
-            timeout=60,
-        ).returncode
-        == 0,
+        lambda: (
+            subprocess.run(
+                [
+                    str(bare_cluster.kubectl),
+                    "--kubeconfig",
+                    str(bare_cluster.kubeconfig),
+                    "apply",
+                    "-f",
+                    str(constraint),
+                ],
+                capture_output=True,
+                timeout=60,
+            ).returncode
+            == 0
+        ),
         timeout=60,
         what="the constraint CRD to be served",
     )
-    # The webhooks exist but are inert (no server runs): namespaces can still be created.
-    assert bare_cluster.json("get", "validatingwebhookconfigurations", "gatekeeper-validating-webhook-configuration")
+    # Gatekeeper's webhooks are live: the member's API server calls gatekeeper-webhook-service on
+    # its loopback ClusterIP, where the fleet's responder answers for the ready controller-manager
+    # (and has patched the caBundle, as Gatekeeper's cert-controller does).
+    webhook = bare_cluster.json("get", "validatingwebhookconfigurations", "gatekeeper-validating-webhook-configuration")
+    assert all(h["clientConfig"].get("caBundle") for h in webhook["webhooks"])
+    service_ip = bare_cluster.json("get", "service", "-n", namespaces["gatekeeper"], "gatekeeper-webhook-service")[
+        "spec"
+    ]["clusterIP"]
+    assert service_ip.startswith("127.")
     bare_cluster.json("create", "namespace", "after-gatekeeper")
+    answered = {(a.path, a.kind, a.name, a.target.ip) for a in bare_cluster.standins.webhooks["charts"].answers}
+    assert ("/v1/admitlabel", "Namespace", "after-gatekeeper", service_ip) in answered
+    assert ("/v1/admit", "Namespace", "after-gatekeeper", service_ip) in answered
     # Every hook Job ran to completion and was deleted (hook-succeeded): nothing is left over.
     for ns in namespaces.values():
         assert bare_cluster.json("get", "jobs", "-n", ns)["items"] == []

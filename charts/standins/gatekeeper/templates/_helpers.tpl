@@ -23,16 +23,6 @@ helm.sh/hook-weight: {{ .weight | quote }}
 helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end -}}
 
-{{/*
-The stand-in runs no webhook server. So that no API call waits on (or, with failurePolicy Fail,
-is refused by) a webhook nobody answers, every webhook carries this objectSelector: only
-objects labelled blueprintd.io/standin-webhook=serve are sent, and nothing has that label.
-*/}}
-{{- define "gatekeeper.inertSelector" -}}
-matchLabels:
-  blueprintd.io/standin-webhook: serve
-{{- end -}}
-
 {{/* A pod spec shared by the two Deployments: dict(ctx, pod, args, ports). */}}
 {{- define "gatekeeper.podSpec" -}}
 {{- $ctx := .ctx -}}
