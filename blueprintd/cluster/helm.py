@@ -1,9 +1,13 @@
-"""Helm releases in a member cluster, through pyhelm3 and the pinned helm binary.
+"""Helm releases in a member cluster: read from Helm's storage Secrets, changed through pyhelm3
+and the pinned helm binary.
 
 Reading a release (chart, version, user-supplied values, status) is what planning and drift
-detection need; installing/upgrading/uninstalling is what applying needs. Charts are looked
-up once per (repo, chart, version) per process: ``helm show chart`` is a network round trip
-to the repository and the answer never changes for a pinned version.
+detection need, on every resync of every member: it is one label-selected list of the
+release's storage Secrets, decoded in-process (``cluster.helmrecords``), not three ``helm``
+subprocesses (``status``, ``show chart``, ``get values``), which made a quiet fleet cost most of
+a core. Installing/upgrading/uninstalling is what applying needs and runs helm itself. Charts
+are looked up once per (repo, chart, version) per process: ``helm show chart`` is a network
+round trip to the repository and the answer never changes for a pinned version.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from blueprintd.cluster import helmrecords
 from blueprintd.errors import ClusterError
 from blueprintd.plan.inventory import content_hash
 from blueprintd.plan.live import OPERATOR_DESCRIPTION, ReleaseState
@@ -34,11 +39,18 @@ class HelmClient:
     _charts: dict[tuple[str, str, str], Any] = {}
     _chart_lock = asyncio.Lock()
 
-    def __init__(self, helm: Path, kubeconfig: Path, timeout: str = "5m") -> None:
+    def __init__(self, helm: Path, kubeconfig: Path, timeout: str = "5m", *, api_client: Any = None) -> None:
+        """``api_client``: the member's Kubernetes client (the session's); one is made from
+        ``kubeconfig`` when not given."""
         from pyhelm3 import Client
 
         self.helm = helm
         self.kubeconfig = kubeconfig
+        if api_client is None:
+            from kubernetes import config
+
+            api_client = config.new_client_from_config(config_file=str(kubeconfig))
+        self.api_client = api_client
         self._client = Client(executable=str(helm), kubeconfig=kubeconfig, default_timeout=timeout)
         # One helm operation per release at a time: the reconcile and the drift monitor share
         # this client, and two concurrent upgrades of one release make helm fail with
@@ -53,27 +65,34 @@ class HelmClient:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
 
     async def release(self, name: str, namespace: str) -> ReleaseState | None:
-        """The current revision of a release, or None if there is none."""
-        from pyhelm3 import errors
+        """The current revision of a release (what ``helm status`` shows), or None if there is none."""
+        records = await asyncio.to_thread(self._records, name, namespace)
+        cur = helmrecords.current(records)
+        return cur.state() if cur is not None else None
+
+    def _records(self, name: str, namespace: str) -> list[helmrecords.ReleaseRecord]:
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
 
         try:
-            rev = await self._client.get_current_revision(name, namespace=namespace)
-            meta = await rev.chart_metadata()
-            values = await self._client._command.get_values(name, namespace=namespace)
-        except errors.ReleaseNotFoundError:
-            return None
-        except errors.Error as exc:
-            raise HelmError(f"helm status {namespace}/{name}: {_msg(exc)}") from exc
-        return ReleaseState(
-            name=name,
-            namespace=namespace,
-            chart=meta.name,
-            version=str(meta.version),
-            status=str(rev.status.value if hasattr(rev.status, "value") else rev.status),
-            revision=int(rev.revision),
-            values=values or {},
-            description=str(rev.description or ""),
-        )
+            items = (
+                client.CoreV1Api(self.api_client)
+                .list_namespaced_secret(
+                    namespace,
+                    label_selector=f"{helmrecords.LABEL_SELECTOR},name={name}",
+                    field_selector=helmrecords.FIELD_SELECTOR,
+                )
+                .items
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise HelmError(f"reading release {namespace}/{name}: {exc.status} {exc.reason}") from exc
+        wire = self.api_client.sanitize_for_serialization
+        records = [rec for item in items if (rec := helmrecords.decode(wire(item))) is not None]
+        if items and not records:
+            raise HelmError(f"release {namespace}/{name}: its storage Secrets cannot be decoded")
+        return records
 
     async def _chart(self, repo: str, chart: str, version: str) -> Any:
         from pyhelm3 import errors

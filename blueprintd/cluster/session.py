@@ -61,7 +61,7 @@ class MemberSession:
     @property
     def helm(self) -> HelmClient:
         if not hasattr(self, "_helm"):
-            self._helm = HelmClient(self.helm_binary, self.kubeconfig_file)
+            self._helm = HelmClient(self.helm_binary, self.kubeconfig_file, api_client=self.api_client)
         return self._helm
 
     async def version(self) -> str:

@@ -2,7 +2,7 @@
 
 Pure core: ``detect`` (what differs, per object / Helm release / node), ``report`` (the
 DriftReport's entries and history), ``admission`` (the ValidatingAdmissionPolicy of mode
-``block``) and ``helmrelease`` (reading Helm's release Secrets). Adapters: ``watch`` (list +
+``block``); Helm's release Secrets are decoded by ``cluster.helmrecords``. Adapters: ``watch`` (list +
 watch streams per member cluster), ``respond`` (restores and guards) and ``monitor`` (the
 ``DriftMonitor`` the operator owns, tying them together).
 """

@@ -37,9 +37,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from blueprintd.api.driftreport import DriftEntry
+from blueprintd.cluster import helmrecords as helmrelease
 from blueprintd.cluster.management import ManagementStore
 from blueprintd.cluster.session import MemberSession
-from blueprintd.drift import admission, helmrelease, report, retry
+from blueprintd.drift import admission, report, retry
 from blueprintd.drift.detect import Drift, DriftIndex, Ref, Target, node_target, release_target, rendered_objects
 from blueprintd.drift.respond import GUARD_MANAGER, Responder
 from blueprintd.drift.watch import ApiCounter, Changed, Lost, MemberWatch, StreamSpec, Synced

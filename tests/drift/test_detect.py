@@ -135,15 +135,20 @@ def test_a_changed_field_names_path_values_and_the_manager_that_changed_it() -> 
             "manager": "blueprintd",
             "operation": "Apply",
             "time": "2026-01-01T00:00:00Z",
-            "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
-                'k:{"name":"c"}': {".": {}, "f:name": {}, "f:args": {}}}}}}},
+            "fieldsV1": {
+                "f:spec": {
+                    "f:replicas": {},
+                    "f:template": {
+                        "f:spec": {"f:containers": {'k:{"name":"c"}': {".": {}, "f:name": {}, "f:args": {}}}}
+                    },
+                }
+            },
         },
         {
             "manager": "kubectl-edit",
             "operation": "Update",
             "time": "2026-01-02T00:00:00Z",
-            "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
-                'k:{"name":"c"}': {"f:image": {}}}}}}},
+            "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"c"}': {"f:image": {}}}}}}},
         },
     ]
     [d] = detect([desired()], live)
@@ -154,9 +159,7 @@ def test_a_changed_field_names_path_values_and_the_manager_that_changed_it() -> 
         "nginx:evil",
     )
     assert (d.manager, d.own, d.reason, d.addon, d.mode) == ("kubectl-edit", False, "changed", "settings", "remediate")
-    assert restore_patch(d) == [
-        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1"}
-    ]
+    assert restore_patch(d) == [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1"}]
 
 
 def test_a_field_blueprintd_owns_with_another_value_is_the_operators_own_change() -> None:
@@ -292,8 +295,12 @@ def test_modes_and_rendered_objects_of_a_release() -> None:
     state = desired(mode="notify")
     step = state.step("kai")
     docs = [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "kai-scheduler"},
-         "spec": {"template": {"spec": {"containers": [{"name": "s", "image": "kai:1"}]}}}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "kai-scheduler"},
+            "spec": {"template": {"spec": {"containers": [{"name": "s", "image": "kai:1"}]}}},
+        },
     ]
     [obj] = rendered_objects(step, docs, lambda _v, _k: True)
     assert obj["metadata"]["namespace"] == "kai"
@@ -342,11 +349,24 @@ def test_a_null_a_chart_renders_is_not_set_so_the_server_default_is_no_drift() -
     and its NFD subchart ``revisionHistoryLimit: null`` (the server defaults it to 10)."""
     state = desired()
     docs = [
-        {"apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy", "metadata": {"name": "cluster-policy"},
-         "spec": {"cdi": {"enabled": True, "default": None},
-                  "devicePlugin": {"config": {"name": "ts", "default": None}}}},
-        {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "nfd-worker", "namespace": "kai"},
-         "spec": {"revisionHistoryLimit": None, "template": {"spec": {"containers": [{"name": "w", "image": "nfd"}]}}}},
+        {
+            "apiVersion": "nvidia.com/v1",
+            "kind": "ClusterPolicy",
+            "metadata": {"name": "cluster-policy"},
+            "spec": {
+                "cdi": {"enabled": True, "default": None},
+                "devicePlugin": {"config": {"name": "ts", "default": None}},
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "nfd-worker", "namespace": "kai"},
+            "spec": {
+                "revisionHistoryLimit": None,
+                "template": {"spec": {"containers": [{"name": "w", "image": "nfd"}]}},
+            },
+        },
     ]
     objs = rendered_objects(state.step("kai"), docs, lambda _v, kind: kind != "ClusterPolicy")
     assert objs[0]["spec"] == {"cdi": {"enabled": True}, "devicePlugin": {"config": {"name": "ts"}}}
@@ -376,42 +396,35 @@ def test_namespaces_chart_secrets_and_chart_crds_are_guarded_but_never_compared(
     ns = index.objects["guarded:Namespace kai"]
     assert (ns.step.drift.mode, ns.compare) == ("block", False)
     assert index.check(ns.target, {"metadata": {"name": "kai", "labels": {"x": "y"}}}) == []
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "webhook-cert", "namespace": "kai"},
-              "data": {"tls.key": "Z2VuZXJhdGVk"}}
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": "queues.scheduling.run.ai"}, "spec": {"group": "scheduling.run.ai"}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "webhook-cert", "namespace": "kai"},
+        "data": {"tls.key": "Z2VuZXJhdGVk"},
+    }
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "queues.scheduling.run.ai"},
+        "spec": {"group": "scheduling.run.ai"},
+    }
     rid = release_target("kai", "kai").id
     ids = index.set_rendered(rid, [], [secret, crd])
-    assert sorted(ids) == ["guarded:CustomResourceDefinition queues.scheduling.run.ai",
-                           "guarded:Secret kai/webhook-cert"]
+    assert sorted(ids) == [
+        "guarded:CustomResourceDefinition queues.scheduling.run.ai",
+        "guarded:Secret kai/webhook-cert",
+    ]
     live = server_copy(secret)
     live["data"] = {"tls.key": "b3RoZXI="}
     assert index.check(index.objects["guarded:Secret kai/webhook-cert"].target, live) == []
     assert index.check(index.objects[ids[0]].target, None) == []
     # A kube-system add-on leaves kube-system alone; a Namespace a manifest declares is that object.
-    other = desired("block", steps=[{"addon": "sys", "namespace": "kube-system", "manifests": [CM]},
-                                    {"addon": "ns", "manifests": [{"apiVersion": "v1", "kind": "Namespace",
-                                                                    "metadata": {"name": "ops"}}]},
-                                    {"addon": "cfg", "namespace": "ops", "manifests": [NETPOL]}])
+    other = desired(
+        "block",
+        steps=[
+            {"addon": "sys", "namespace": "kube-system", "manifests": [CM]},
+            {"addon": "ns", "manifests": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ops"}}]},
+            {"addon": "cfg", "namespace": "ops", "manifests": [NETPOL]},
+        ],
+    )
     assert not [t for t in DriftIndex.build([other]).targets() if t.kind == "guarded"]
-
-
-def test_a_release_record_names_the_crds_of_its_chart() -> None:
-    import base64
-    import gzip
-    import json
-
-    from blueprintd.drift import helmrelease
-
-    crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: a.b.c\n"
-    rel = {"name": "kai", "namespace": "kai", "version": 1, "info": {"status": "deployed"},
-           "chart": {"metadata": {"name": "kai-scheduler", "version": "v0.10.2"},
-                     "files": [{"name": "crds/a.yaml", "data": base64.b64encode(crd.encode()).decode()},
-                               {"name": "README.md", "data": base64.b64encode(b"# hi").decode()}]},
-           "manifest": ""}
-    payload = base64.b64encode(base64.b64encode(gzip.compress(json.dumps(rel).encode()))).decode()
-    secret = {"type": helmrelease.SECRET_TYPE, "data": {"release": payload},
-              "metadata": {"namespace": "kai", "labels": {"owner": "helm", "name": "kai"}}}
-    record = helmrelease.decode(secret)
-    assert record is not None
-    assert [d["metadata"]["name"] for d in helmrelease.manifest_objects(record.crds)] == ["a.b.c"]

@@ -2,7 +2,8 @@
 
 Helm 3 keeps every revision of a release in a Secret (type ``helm.sh/release.v1``, labels
 ``owner=helm``, ``name``, ``version``, ``status``) holding the release record: chart, status,
-user-supplied values, description and the rendered manifest. Watching those Secrets is how
+user-supplied values, description and the rendered manifest. Reading those Secrets is how the
+Helm adapter (``cluster.helm``) reads a release without running helm, and watching them is how
 drift detection sees ``helm uninstall``/``upgrade``/``rollback`` run by someone else the moment
 it happens, without running helm: the record already says everything a check needs, including
 which objects the release rendered.
