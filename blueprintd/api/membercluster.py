@@ -110,6 +110,29 @@ class DriftSummary(ApiModel):
     protected: int = Field(default=0, description="Objects guarded by an admission policy (drift mode block).")
 
 
+class WaitItem(ApiModel):
+    """One thing an add-on step waits for on the member (docs/reconcile.md, "Progress")."""
+
+    kind: str = Field(description="Kind of the object waited for: Job, Deployment, CustomResourceDefinition, ...")
+    name: str = Field(description="namespace/name of the object (name alone when cluster-scoped).", max_length=512)
+    reason: str = Field(description="What is missing, e.g. 'hook Job not complete', '1/2 available'.", max_length=512)
+
+
+class AddonProgress(ApiModel):
+    """The add-on step running right now: shown while it lasts, gone when it ends."""
+
+    addon: str = Field(description="Add-on name.")
+    step: Literal["install", "upgrade", "apply", "wait"] = Field(
+        description="install/upgrade: a Helm release is installed or upgraded; apply: manifests are applied; "
+        "wait: nothing to change, waiting for the add-on to become ready."
+    )
+    version: str = Field(default="", description="Blueprint version being applied.")
+    since: datetime | None = Field(default=None, description="When the step started.")
+    waiting_for: list[WaitItem] = Field(
+        default_factory=list, description="What the step waits for, as last observed.", max_length=64
+    )
+
+
 class BlueprintProgress(ApiModel):
     """Where one Blueprint stands on this cluster: the rollout reads it, the next plan prunes from it."""
 
@@ -127,6 +150,9 @@ class BlueprintProgress(ApiModel):
     on_unselect: UnselectAction = Field(
         default="Orphan",
         description="The Blueprint's onUnselect when last applied: used when the Blueprint itself is deleted.",
+    )
+    current: AddonProgress | None = Field(
+        default=None, description="The add-on step in progress (install, upgrade, wait), while one runs."
     )
 
 

@@ -71,7 +71,7 @@ def fleet_summary(blueprints: list[dict[str, Any]], members: list[dict[str, Any]
                 ),
                 "applied": {a["blueprint"]: a["version"] for a in st.get("appliedRevisions") or []},
                 "blueprints": [
-                    {k: p.get(k) for k in ("blueprint", "version", "state", "failedAddon", "message")}
+                    {k: p.get(k) for k in ("blueprint", "version", "state", "failedAddon", "message", "current")}
                     for p in st.get("blueprints") or []
                 ],
                 "addons": {"ready": sum(1 for a in addons if a.get("state") == "Ready"), "total": len(addons)},
@@ -128,7 +128,13 @@ def render_status(data: dict[str, Any], console: Console) -> None:
     for col in ("reachable", "blueprints", "add-ons", "drift", "pools", "last error"):
         ct.add_column(col, overflow="fold")
     for c in data["clusters"]:
-        bps = ", ".join(f"{p['blueprint']}@{p['version']} {_state(p['state'])}" for p in c["blueprints"]) or "-"
+        bps = (
+            ", ".join(
+                f"{p['blueprint']}@{p['version']} {_state(p['state'])}{progress_text(p.get('current'))}"
+                for p in c["blueprints"]
+            )
+            or "-"
+        )
         pools = ", ".join(f"{p['pool']}x{p['nodes']}" for p in c["pools"])
         ct.add_row(
             c["name"],
@@ -141,6 +147,28 @@ def render_status(data: dict[str, Any], console: Console) -> None:
         )
     console.print(blueprint_table(data["blueprints"]))
     console.print(ct)
+
+
+def progress_text(current: dict[str, Any] | None) -> str:
+    """The add-on step in progress as the status table shows it, "" when none:
+    `` (installing gatekeeper since 2026-01-01T10:00:00Z, waiting for Job ns/x: pre-install hook Job running)``."""
+    if not current:
+        return ""
+    phrase = {
+        "install": "installing {}",
+        "upgrade": "upgrading {}",
+        "apply": "applying {}",
+        "wait": "{} becoming ready",
+    }
+    text = " (" + phrase.get(current.get("step", ""), "{}").format(current.get("addon", "?"))
+    if current.get("since"):
+        text += f" since {current['since']}"
+    waits = current.get("waitingFor") or []
+    if waits:
+        shown = "; ".join(f"{w.get('kind')} {w.get('name')}: {w.get('reason')}" for w in waits[:3])
+        more = f"; {len(waits) - 3} more" if len(waits) > 3 else ""
+        text += f", waiting for {shown}{more}"
+    return text + ")"
 
 
 def wave_label(wave: int | None, waves: int) -> str:

@@ -8,12 +8,15 @@ and why. An empty plan makes no write call at all.
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
+from blueprintd.cluster.progress import StepKind, StepWatch, step_kind
 from blueprintd.cluster.session import MemberSession, StepFailed
 from blueprintd.plan.inventory import Inventory, inventory_of
 from blueprintd.plan.planner import Action, ClusterPlan, plan_cluster
-from blueprintd.render.desired import DesiredState
+from blueprintd.render.desired import DesiredState, Step
 
 
 @dataclass
@@ -49,11 +52,21 @@ async def plan_member(
     return plan_cluster(desired, live, inventory, restore_drift=restore_drift)
 
 
+def _watched(watch: StepWatch | None, step: Step, kind: StepKind) -> AbstractAsyncContextManager[None]:
+    return watch.step(step, kind) if watch is not None else contextlib.nullcontext()
+
+
 async def reconcile(
-    session: MemberSession, desired: DesiredState, inventory: Inventory, *, restore_drift: bool = False
+    session: MemberSession,
+    desired: DesiredState,
+    inventory: Inventory,
+    *,
+    restore_drift: bool = False,
+    watch: StepWatch | None = None,
 ) -> ReconcileResult:
     """``restore_drift``: also apply what the add-ons' notify/block modes hold back (a person
-    asked for it with ``blueprintd drift restore``)."""
+    asked for it with ``blueprintd drift restore``). ``watch``: reports each add-on step that
+    changes or waits while it runs (``cluster.progress``)."""
     plan = await plan_member(session, desired, inventory, restore_drift=restore_drift)
     result = ReconcileResult(blueprint=desired.blueprint, version=desired.version, plan=plan)
     steps = {s.addon: s for s in plan.steps}
@@ -87,10 +100,12 @@ async def reconcile(
                     continue
                 if not ok:
                     timeout = float(step.readiness.timeout_seconds) if step.readiness else 300.0
-                    await session.wait_ready(step, timeout)
+                    async with _watched(watch, step, "wait"):
+                        await session.wait_ready(step, timeout)
             else:
                 result.writes += len(step_plan.actions)
-                await session.execute_step(step, step_plan)
+                async with _watched(watch, step, step_kind(a.kind for a in step_plan.actions)):
+                    await session.execute_step(step, step_plan)
             result.addons.append(AddonResult(step.addon, "Ready"))
         except StepFailed as exc:
             failed = True

@@ -21,10 +21,11 @@ from pydantic import ValidationError
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import Blueprint, BlueprintStatus, RevisionSourceRef, UnselectAction
 from blueprintd.api.common import ObjectMeta
-from blueprintd.api.membercluster import BlueprintProgress, MemberCluster, MemberClusterStatus
+from blueprintd.api.membercluster import AddonProgress, BlueprintProgress, MemberCluster, MemberClusterStatus
 from blueprintd.api.params import shorthand_issues
 from blueprintd.api.revision import BlueprintRevision, BlueprintRevisionSpec, revision_name
 from blueprintd.cluster.management import ManagementStore
+from blueprintd.cluster.progress import StepWatch
 from blueprintd.cluster.reconcile import reconcile
 from blueprintd.cluster.session import MemberSession
 from blueprintd.drift.monitor import DriftMonitor
@@ -101,6 +102,9 @@ class Controller:
         )
         self._rendered: dict[tuple[str, str], DesiredState] = {}  # (cluster, blueprint), for drift
         self._preflight_memo: Memo = {}  # chart verdicts by (chart, values): each is templated once
+        # The MemberCluster being reconciled, as stored: progress writes mid-reconcile patch it,
+        # so the final status write diffs against what the server really holds.
+        self._stored: dict[str, dict[str, Any]] = {}
 
     async def _write(self, kind: str, obj: dict[str, Any], new: ApiModel, keys: tuple[str, ...]) -> bool:
         """Patch what changed of ``keys`` (nothing at all when nothing did); True when written."""
@@ -295,7 +299,11 @@ class Controller:
         # `blueprintd drift restore` sets the annotation; a value not carried out yet makes this
         # reconcile also apply the drift that notify/block modes otherwise leave alone.
         request, restore = restore_request(mc)
-        outcomes = await self._outcomes(session, mc, previous, facts, restore)
+        self._stored[name] = raw
+        try:
+            outcomes = await self._outcomes(session, mc, previous, facts, restore)
+        finally:
+            self._stored.pop(name, None)
         observed = status.MemberObservation(
             kubernetes_version=k8s_version,
             pools=status.pool_summaries(facts.pools),
@@ -375,7 +383,8 @@ class Controller:
         except PipelineError as exc:
             return status.NotApplied(bp_name, version, str(exc), on_unselect)
         self._rendered[(name, bp_name)] = prepared.desired
-        result = await reconcile(session, prepared.desired, prepared.inventory, restore_drift=restore)
+        watch = self._watch(session, name, bp_name, version)
+        result = await reconcile(session, prepared.desired, prepared.inventory, restore_drift=restore, watch=watch)
         if result.writes:
             metrics.MEMBER_WRITES.labels(cluster=name).inc(result.writes)
             log.info(
@@ -387,6 +396,19 @@ class Controller:
                 "ready" if result.ready else f"failed: {result.error}",
             )
         return status.Applied(bp_name, version, result, on_unselect, prepared.revision.content_hash)
+
+    def _watch(self, session: MemberSession, name: str, bp_name: str, version: str) -> StepWatch | None:
+        """Reports each running add-on step of ``bp_name`` into the member's status (only changes)."""
+        raw = self._stored.get(name)
+        if raw is None:
+            return None
+
+        async def publish(current: AddonProgress | None) -> None:
+            previous = MemberClusterStatus.model_validate(raw.get("status") or {})
+            new = status.fold_in_progress(previous, bp_name, version, current, now())
+            await self._write("MemberCluster", raw, new, status.PROGRESS_KEYS)
+
+        return StepWatch(session, version, publish, self.settings.progress_interval_seconds)
 
     async def _unselect(
         self, session: MemberSession, mc: MemberCluster, bp_name: str, entry: BlueprintProgress, action: str

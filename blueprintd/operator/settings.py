@@ -13,6 +13,8 @@ Environment variables (flags of ``blueprintd operator`` win over them):
 * ``BLUEPRINTD_OPERATOR_USER``: the operator's user name on members (block-mode admission
   policies exempt it); empty: asked from each member (SelfSubjectReview).
 * ``BLUEPRINTD_DRIFT_RESYNC``: seconds between full drift re-reads of each member.
+* ``BLUEPRINTD_PROGRESS_INTERVAL``: seconds between looks at what a running add-on step waits
+  for (MemberCluster ``status.blueprints[].current``).
 * ``BLUEPRINTD_GIT_ALLOW_FILE_URLS``: ``1`` allows file:// GitSources (development, tests).
 * ``BLUEPRINTD_DEBUG``: debug logging.
 * ``BLUEPRINTD_CEL_COST_LIMIT``, ``BLUEPRINTD_CEL_COST_BUDGET``, ``BLUEPRINTD_RENDER_TIMEOUT``:
@@ -87,6 +89,7 @@ class OperatorSettings:
     kubeconfig: str | None = None  # management cluster; None: in-cluster credentials
     operator_user: str = ""  # the operator's user on members; "": ask each member
     drift_resync_seconds: float = DEFAULT_DRIFT_RESYNC_SECONDS
+    progress_interval_seconds: float = 5.0  # how often a running add-on step's waits are observed
     git_allow_file_urls: bool = False
     debug: bool = False
     # Untrusted Blueprint content (docs/blueprints.md, "Limits"): validate-time limits, and the
@@ -108,6 +111,7 @@ class OperatorSettings:
             "kubeconfig": env.get("KUBECONFIG") or None,
             "operator_user": env.get("BLUEPRINTD_OPERATOR_USER", ""),
             "drift_resync_seconds": _number(env, "BLUEPRINTD_DRIFT_RESYNC", DEFAULT_DRIFT_RESYNC_SECONDS),
+            "progress_interval_seconds": _number(env, "BLUEPRINTD_PROGRESS_INTERVAL", cls.progress_interval_seconds),
             "git_allow_file_urls": _flag(env.get("BLUEPRINTD_GIT_ALLOW_FILE_URLS", "")),
             "debug": bool(env.get("BLUEPRINTD_DEBUG")),
             **limits_from_env(env),

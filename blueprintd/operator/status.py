@@ -29,6 +29,12 @@ entries (if any) are kept. ``lastError`` is the last failure in that order; ``Re
 when every recorded Blueprint is Ready. A restore request is recorded as carried out
 (``driftRestored``) only when the run had no error.
 
+**MemberCluster, a step in progress** (:func:`fold_in_progress`). While an add-on step runs
+(install, upgrade, apply, wait for readiness), its Blueprint's entry carries it as ``current``
+(add-on, step, since, what it waits for); nothing else changes. A Blueprint with no entry yet
+(its first install) gets one, Progressing at the version being applied. ``None`` clears it; and
+:func:`fold_member` clears every ``current``, since it folds a reconcile whose steps all ended.
+
 **Blueprint** (:func:`fold_published`, :func:`fold_invalid`, :func:`fold_rollout`): the
 ``Valid`` condition and revision when publishing; the rollout decision, cluster counts and the
 ``RollingOut``/``Ready`` conditions on every rollout resync.
@@ -53,6 +59,7 @@ from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import BlueprintStatus, UnselectAction
 from blueprintd.api.common import Condition, ConditionStatus
 from blueprintd.api.membercluster import (
+    AddonProgress,
     AddonState,
     AppliedRevision,
     BlueprintProgress,
@@ -83,6 +90,7 @@ MEMBER_KEYS = (
     "driftRestored",
 )
 UNREACHABLE_KEYS = ("reachable", "lastError", "conditions")
+PROGRESS_KEYS = ("blueprints",)
 PUBLISH_KEYS = ("observedGeneration", "revision", "contentHash", "conditions")
 INVALID_KEYS = ("observedGeneration", "conditions")
 ROLLOUT_KEYS = ("rollout", "matchedClusters", "readyClusters", "conditions")
@@ -223,7 +231,7 @@ def fold_member(previous: MemberClusterStatus, observed: MemberObservation, now:
                 )
         if entry.state == "Failed":
             last_error = entry.message
-    entries = sorted(progress.values(), key=lambda p: p.blueprint)
+    entries = sorted((p.model_copy(update={"current": None}) for p in progress.values()), key=lambda p: p.blueprint)
     revisions = sorted(applied.values(), key=lambda a: a.blueprint)
     all_ready = bool(entries) and all(p.state == "Ready" for p in entries)
     drifted = "; ".join(p.message for p in entries if p.state == "Drifted")
@@ -253,6 +261,28 @@ def fold_member(previous: MemberClusterStatus, observed: MemberObservation, now:
             "conditions": conditions,
         }
     )
+
+
+def fold_in_progress(
+    previous: MemberClusterStatus,
+    blueprint: str,
+    version: str,
+    current: AddonProgress | None,
+    now: datetime,
+) -> MemberClusterStatus:
+    """``blueprint``'s entry with the step in progress set (or cleared with None); see the module docstring."""
+    entries = list(previous.blueprints)
+    index = next((i for i, p in enumerate(entries) if p.blueprint == blueprint), None)
+    if index is not None:
+        entries[index] = entries[index].model_copy(update={"current": current})
+    elif current is not None:
+        entries.append(
+            BlueprintProgress(blueprint=blueprint, version=version, state="Progressing", since=now, current=current)
+        )
+        entries.sort(key=lambda p: p.blueprint)
+    else:
+        return previous
+    return previous.model_copy(update={"blueprints": entries})
 
 
 def _progress(outcome: Applied | NotApplied, prev: BlueprintProgress | None, now: datetime) -> BlueprintProgress:

@@ -11,7 +11,7 @@ from typing import Any
 
 from blueprintd.api.blueprint import BlueprintStatus
 from blueprintd.api.common import Condition, ConditionStatus
-from blueprintd.api.membercluster import BlueprintProgress, MemberClusterStatus, PoolSummary
+from blueprintd.api.membercluster import AddonProgress, BlueprintProgress, MemberClusterStatus, PoolSummary, WaitItem
 from blueprintd.api.mergepatch import apply_merge_patch
 from blueprintd.api.rollout import ClusterView, RolloutStatus
 from blueprintd.cluster.reconcile import AddonResult, ReconcileResult
@@ -310,3 +310,67 @@ def test_condition_messages_are_clipped_and_sorted_by_type() -> None:
     conds = fold.set_condition(conds, "Drifted", False, "None", "", T0)
     assert [c.type for c in conds] == ["Drifted", "Reachable"]
     assert len(conds[1].message) == fold.MAX_CONDITION_MESSAGE
+
+
+# --- a step in progress ----------------------------------------------------------------------
+
+
+def in_progress(addon: str = "gatekeeper", *waits: tuple[str, str, str], step: str = "install") -> AddonProgress:
+    return AddonProgress(
+        addon=addon,
+        step=step,  # type: ignore[arg-type]
+        version="1.1.0",
+        since=at(5),
+        waiting_for=[WaitItem(kind=k, name=n, reason=r) for k, n, r in waits],
+    )
+
+
+HOOK = ("Job", "gatekeeper-system/gatekeeper-update-crds-hook", "pre-install hook Job running")
+
+
+def test_a_first_install_in_progress_shows_a_progressing_entry_naming_the_addon_and_what_it_waits_for() -> None:
+    new = fold.fold_in_progress(MemberClusterStatus(), BP, "1.1.0", in_progress("gatekeeper", HOOK), at(5))
+    (entry,) = new.blueprints
+    assert (entry.blueprint, entry.version, entry.state, entry.since) == (BP, "1.1.0", "Progressing", at(5))
+    assert entry.current is not None and entry.current.addon == "gatekeeper"
+    assert stored(new)["blueprints"][0]["current"] == {
+        "addon": "gatekeeper",
+        "step": "install",
+        "version": "1.1.0",
+        "since": "2026-03-01T12:00:05Z",
+        "waitingFor": [{"kind": HOOK[0], "name": HOOK[1], "reason": HOOK[2]}],
+    }
+    # only the blueprints key is written, and writing the same progress again writes nothing
+    assert set(fold.status_patch(None, new, fold.PROGRESS_KEYS) or {}) == {"blueprints"}
+    again = fold.fold_in_progress(MemberClusterStatus.model_validate(stored(new)), BP, "1.1.0",
+                                  in_progress("gatekeeper", HOOK), at(9))
+    assert fold.status_patch(stored(new), again, fold.PROGRESS_KEYS) is None
+
+
+def test_an_upgrade_in_progress_keeps_the_entry_and_only_adds_current() -> None:
+    before = quiet(MemberClusterStatus(), observed(fold.Applied(BP, "1.0.0", result())), T0)
+    during = fold.fold_in_progress(before, BP, "1.1.0", in_progress("gatekeeper", HOOK, step="upgrade"), at(5))
+    old, new = before.blueprints[0], during.blueprints[0]
+    assert new.model_copy(update={"current": None}) == old  # state, version, since, inventory untouched
+    assert new.current is not None and new.current.step == "upgrade"
+    assert during.model_copy(update={"blueprints": before.blueprints}) == before
+
+
+def test_the_step_end_clears_current_and_a_missing_entry_stays_missing() -> None:
+    during = fold.fold_in_progress(MemberClusterStatus(), BP, "1.1.0", in_progress("gatekeeper", HOOK), at(5))
+    after = fold.fold_in_progress(during, BP, "1.1.0", None, at(9))
+    assert after.blueprints[0].current is None
+    assert "current" not in stored(after)["blueprints"][0]
+    assert fold.fold_in_progress(MemberClusterStatus(), BP, "1.1.0", None, at(9)) == MemberClusterStatus()
+
+
+def test_the_reconcile_fold_drops_every_current_left_behind() -> None:
+    """An operator killed mid-step leaves current in the stored status; the next fold clears it,
+    for applied Blueprints and for ones kept as they were (backoff)."""
+    failed = fold.fold_member(MemberClusterStatus(), observed(fold.Applied(BP, "1.0.0", result(failed="x"))), T0)
+    stale = fold.fold_in_progress(failed, BP, "1.0.0", in_progress("gatekeeper", HOOK), at(5))
+    stale = fold.fold_in_progress(stale, "other", "2.0.0", in_progress("kai", HOOK), at(5))
+    kept = fold.fold_member(stale, observed(fold.Backoff(BP)), at(10))
+    assert [p.current for p in kept.blueprints] == [None, None]
+    applied = fold.fold_member(stale, observed(fold.Applied(BP, "1.0.0", result())), at(10))
+    assert all(p.current is None for p in applied.blueprints)
