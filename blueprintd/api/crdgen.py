@@ -127,6 +127,7 @@ KINDS: tuple[KindSpec, ...] = (
             _READY,
             PrinterColumn("Drift", ".status.drift.open", "integer", description="Open drift"),
             PrinterColumn("Paused", ".spec.paused", "boolean", priority=1),
+            PrinterColumn("Replica", ".status.shard.replica", description="Operator replica that owns it"),
             _AGE,
         ),
     ),

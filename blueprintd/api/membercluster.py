@@ -156,6 +156,17 @@ class BlueprintProgress(ApiModel):
     )
 
 
+class ShardOwner(ApiModel):
+    """The operator replica that reconciles and drift-watches this member (sharded operators).
+
+    Written by the replica when it claims the member and cleared when it hands the member
+    over; another replica takes over only once this is empty or its Lease expired
+    (docs/ha.md)."""
+
+    replica: str = Field(default="", description="Replica id (its heartbeat Lease's holder).", max_length=253)
+    since: datetime | None = Field(default=None, description="When the replica claimed the member.")
+
+
 class MemberClusterStatus(ApiModel):
     """What the operator observed about the member cluster."""
 
@@ -168,6 +179,7 @@ class MemberClusterStatus(ApiModel):
     applied_revisions: list[AppliedRevision] = Field(default_factory=list, description="Per Blueprint.")
     addons: list[AddonState] = Field(default_factory=list, description="Per add-on state.", max_length=512)
     last_error: str = Field(default="", description="The last error, without secrets.", max_length=4096)
+    shard: ShardOwner | None = Field(default=None, description="The operator replica that owns this member.")
     facts_summary: list[PoolSummary] = Field(default_factory=list, description="Node pools.", max_length=256)
     drift: DriftSummary = Field(default_factory=DriftSummary, description="Drift counts (details in DriftReport).")
     drift_restored: str = Field(

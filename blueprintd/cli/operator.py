@@ -51,6 +51,21 @@ def operator_cmd(
             "--peering", help="kopf peering name for several replicas (needs the peering CRDs); default: standalone."
         ),
     ] = None,
+    shards: Annotated[
+        bool | None,
+        typer.Option(
+            "--shards/--no-shards",
+            help="Spread members over all running replicas by heartbeat Leases (docs/ha.md; $BLUEPRINTD_SHARDS).",
+        ),
+    ] = None,
+    replica_id: Annotated[
+        str | None,
+        typer.Option("--replica-id", help="This replica's id (default: $BLUEPRINTD_REPLICA_ID, $POD_NAME, random)."),
+    ] = None,
+    shard_lease_seconds: Annotated[
+        int | None,
+        typer.Option("--shard-lease-seconds", help="Heartbeat Lease duration (default 15); renewed every third."),
+    ] = None,
 ) -> None:
     """Run the blueprintd operator.
 
@@ -68,14 +83,20 @@ def operator_cmd(
         from blueprintd.devfleet.binaries import ensure
 
         helm = ensure().helm
-    settings = OperatorSettings.from_env(
-        namespace=namespace,
-        chart_mirrors=parse_mirrors(list(chart_mirror or [])),
-        helm=helm,
-        metrics_port=metrics_port,
-        member_resync_seconds=member_resync,
-        webhook_port=webhook_port,
-        peering=peering,
-        kubeconfig=kubeconfig,
-    )
+    try:
+        settings = OperatorSettings.from_env(
+            namespace=namespace,
+            chart_mirrors=parse_mirrors(list(chart_mirror or [])),
+            helm=helm,
+            metrics_port=metrics_port,
+            member_resync_seconds=member_resync,
+            webhook_port=webhook_port,
+            peering=peering,
+            kubeconfig=kubeconfig,
+            sharding=shards,
+            replica_id=replica_id,
+            shard_lease_seconds=shard_lease_seconds,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     run(settings)

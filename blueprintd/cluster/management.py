@@ -97,6 +97,32 @@ class ManagementStore:
         )
         obj["status"] = apply_merge_patch(obj.get("status"), patch)
 
+    async def write_status_if_unchanged(self, kind: str, obj: dict[str, Any], patch: dict[str, Any]) -> bool:
+        """``write_status`` only if the object still has ``obj``'s resourceVersion (optimistic
+        concurrency: of two replicas writing from the same read, one wins). False when it
+        changed meanwhile; ``obj`` then stays as it was."""
+        from kubernetes.client.rest import ApiException
+
+        meta = obj["metadata"]
+        body = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch}
+        try:
+            res = await asyncio.to_thread(
+                self._custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURALS[kind],
+                meta["name"],
+                body,
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise ClusterError(f"writing {kind} {self.namespace}/{meta['name']} status: {_reason(exc)}") from None
+        obj["status"] = apply_merge_patch(obj.get("status"), patch)
+        meta["resourceVersion"] = (res.get("metadata") or {}).get("resourceVersion", meta.get("resourceVersion"))
+        return True
+
     async def secret_value(self, name: str, key: str, namespace: str | None = None) -> str:
         from kubernetes.client.rest import ApiException
 

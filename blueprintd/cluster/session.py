@@ -43,10 +43,17 @@ class MemberSession:
     helm_binary: Path
 
     @classmethod
-    def open(cls, name: str, cfg: dict[str, Any], helm_binary: Path, workdir: Path) -> MemberSession:
+    def open(
+        cls, name: str, cfg: dict[str, Any], helm_binary: Path, workdir: Path, user_agent: str = ""
+    ) -> MemberSession:
+        """``user_agent``: what the member's audit log records for our calls (the operator puts
+        its replica id there, so a write can be traced to the replica that made it)."""
         from blueprintd.cluster.kubeconfig import api_client
 
-        return cls(name, api_client(cfg), write_private(cfg, workdir / name), helm_binary)
+        client = api_client(cfg)
+        if user_agent:
+            client.user_agent = user_agent
+        return cls(name, client, write_private(cfg, workdir / name), helm_binary)
 
     def close(self) -> None:
         self.api_client.close()

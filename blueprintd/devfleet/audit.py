@@ -26,6 +26,8 @@ class AuditEvent:
     subresource: str
     code: int
     uri: str
+    user_agent: str = ""  # blueprintd puts its replica id here (sharded operators)
+    time: str = ""  # stageTimestamp, RFC 3339 with microseconds
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> AuditEvent:
@@ -39,6 +41,8 @@ class AuditEvent:
             subresource=ref.get("subresource", ""),
             code=int((raw.get("responseStatus") or {}).get("code", 0)),
             uri=raw.get("requestURI", ""),
+            user_agent=raw.get("userAgent", ""),
+            time=raw.get("stageTimestamp", "") or raw.get("requestReceivedTimestamp", ""),
         )
 
 

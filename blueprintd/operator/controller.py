@@ -45,6 +45,7 @@ from blueprintd.operator.pipeline import (
     target_version,
 )
 from blueprintd.operator.settings import OperatorSettings
+from blueprintd.operator.sharding import Sharding
 from blueprintd.plan.inventory import Inventory
 from blueprintd.plan.ownership import BLUEPRINT_LABEL, label_value
 from blueprintd.preflight import HelmPreflight
@@ -105,6 +106,7 @@ class Controller:
         # The MemberCluster being reconciled, as stored: progress writes mid-reconcile patch it,
         # so the final status write diffs against what the server really holds.
         self._stored: dict[str, dict[str, Any]] = {}
+        self.shard: Sharding | None = None  # sharded replicas (docs/ha.md); None: this one does all
 
     async def _write(self, kind: str, obj: dict[str, Any], new: ApiModel, keys: tuple[str, ...]) -> bool:
         """Patch what changed of ``keys`` (nothing at all when nothing did); True when written."""
@@ -258,7 +260,8 @@ class Controller:
             return cached[1]
         if cached:
             cached[1].close()
-        session = MemberSession.open(name, cfg, self.settings.helm, self.settings.workdir)
+        agent = f"blueprintd-operator/{self.settings.replica_id}" if self.settings.replica_id else ""
+        session = MemberSession.open(name, cfg, self.settings.helm, self.settings.workdir, user_agent=agent)
         self._sessions[name] = (fingerprint, session)
         log.info("connected to member %s at %s", name, server_of(cfg))
         return session
@@ -267,6 +270,11 @@ class Controller:
         cached = self._sessions.pop(name, None)
         if cached:
             cached[1].close()
+
+    async def _let_go(self, name: str) -> None:
+        """This member moved to another replica: stop drift-watching it and close its connection."""
+        await self.drift.forget(name)
+        self.forget(name)
 
     async def reconcile_member(self, raw: dict[str, Any]) -> MemberReconcile:
         """Bring one member cluster to the versions its Blueprints assign it.
@@ -277,6 +285,8 @@ class Controller:
         name = mc.metadata.name
         previous = mc.status or MemberClusterStatus()
         started = time.monotonic()
+        if self.shard is not None and not await self.shard.admit(raw, self._let_go):
+            return MemberReconcile(name)  # another replica's member (blueprintd.shard.decide, rule 3)
         if mc.spec.paused:
             return MemberReconcile(name)
         try:

@@ -40,7 +40,28 @@ def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
     )
 
 
+def unpublished(bp: dict[str, Any]) -> bool:
+    """This Blueprint generation has not been captured (or refused) yet."""
+    return bool((bp.get("status") or {}).get("observedGeneration") != bp["metadata"].get("generation"))
+
+
 def register(registry: kopf.OperatorRegistry, controller: Controller, settings: OperatorSettings) -> None:
+    shard = controller.shard
+
+    def leads() -> bool:
+        """Blueprint-level work (revisions, rollouts, GitSources) is the leader's alone."""
+        return shard is None or shard.leading()
+
+    if shard is not None:
+
+        @kopf.on.startup(registry=registry)
+        async def heartbeat(**_: Any) -> None:
+            await shard.start()
+
+        @kopf.on.cleanup(registry=registry)
+        async def release(**_: Any) -> None:
+            await shard.stop()
+
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Progress and diff-base in annotations: our CRD status schemas are ours alone.
@@ -59,11 +80,17 @@ def register(registry: kopf.OperatorRegistry, controller: Controller, settings: 
     @kopf.on.create(GROUP, VERSION, "blueprints", registry=registry)
     @kopf.on.update(GROUP, VERSION, "blueprints", registry=registry)
     async def publish(body: kopf.Body, **_: Any) -> None:
-        await controller.publish(_plain(body))
+        if leads():
+            await controller.publish(_plain(body))
 
     @kopf.timer(GROUP, VERSION, "blueprints", interval=settings.rollout_resync_seconds, registry=registry)
     async def rollout(body: kopf.Body, **_: Any) -> None:
-        await controller.rollout(_plain(body))
+        if not leads():
+            return
+        bp = _plain(body)
+        if shard is not None and unpublished(bp):
+            await controller.publish(bp)  # the event came while another replica led
+        await controller.rollout(bp)
 
     @kopf.timer(GROUP, VERSION, "memberclusters", interval=settings.member_resync_seconds, registry=registry)
     async def member(body: kopf.Body, **_: Any) -> None:
@@ -84,7 +111,8 @@ def register(registry: kopf.OperatorRegistry, controller: Controller, settings: 
 
     @kopf.timer(GROUP, VERSION, "gitsources", interval=TICK_SECONDS, registry=registry)
     async def gitsource(body: kopf.Body, **_: Any) -> None:
-        await gitsource_timer(gitsources, _plain(body))
+        if leads():
+            await gitsource_timer(gitsources, _plain(body))
 
     @kopf.on.startup(registry=registry)
     async def gitsource_webhooks(**_: Any) -> None:

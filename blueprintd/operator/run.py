@@ -42,6 +42,15 @@ def run(settings: OperatorSettings) -> None:
         start_http_server(settings.metrics_port)
     store = ManagementStore(management_client(kubeconfig), settings.namespace)
     controller = Controller(store, settings)
+    if settings.sharding:
+        from blueprintd.cluster.lease import LeaseClient
+        from blueprintd.operator.sharding import Sharding
+
+        leases = LeaseClient(store.api_client, settings.namespace, settings.replica_id, settings.shard_lease_seconds)
+        controller.shard = Sharding(leases, store)
+        logging.getLogger("blueprintd").info(
+            "replica %s: sharding members by Leases (%d s)", settings.replica_id, settings.shard_lease_seconds
+        )
     registry = kopf.OperatorRegistry()
     register(registry, controller, settings)
     # Standalone unless a peering name is given: kopf then needs its peering CRDs installed.

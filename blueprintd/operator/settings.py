@@ -17,6 +17,10 @@ Environment variables (flags of ``blueprintd operator`` win over them):
   for (MemberCluster ``status.blueprints[].current``).
 * ``BLUEPRINTD_GIT_ALLOW_FILE_URLS``: ``1`` allows file:// GitSources (development, tests).
 * ``BLUEPRINTD_DEBUG``: debug logging.
+* ``BLUEPRINTD_REPLICA_ID`` (else ``POD_NAME``, else host name plus a random suffix): this
+  replica's id in its heartbeat Lease, in MemberCluster ``status.shard`` and in the
+  User-Agent of its calls to members.
+* ``BLUEPRINTD_SHARDS``: ``1`` shards members over replicas by Leases (docs/ha.md), as ``--shards``.
 * ``BLUEPRINTD_CEL_COST_LIMIT``, ``BLUEPRINTD_CEL_COST_BUDGET``, ``BLUEPRINTD_RENDER_TIMEOUT``:
   the limits on untrusted Blueprint content (docs/blueprints.md, "Limits").
 """
@@ -24,6 +28,8 @@ Environment variables (flags of ``blueprintd operator`` win over them):
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +38,13 @@ from blueprintd.api.cel import CelBudget
 from blueprintd.api.limits import BlueprintLimits
 
 DEFAULT_DRIFT_RESYNC_SECONDS = 300.0  # the drift monitor's full relist; watches carry changes between
+DEFAULT_SHARD_LEASE_SECONDS = 15
+MIN_SHARD_LEASE_SECONDS = 3  # renewed every third of it: below 1 s per renewal, a busy API server lags
+
+
+def random_replica_id() -> str:
+    """Host name plus a random suffix: several replicas on one host must differ."""
+    return f"{socket.gethostname().split('.')[0]}-{uuid.uuid4().hex[:6]}"
 
 
 def parse_mirrors(items: list[str]) -> dict[str, str]:
@@ -92,6 +105,10 @@ class OperatorSettings:
     progress_interval_seconds: float = 5.0  # how often a running add-on step's waits are observed
     git_allow_file_urls: bool = False
     debug: bool = False
+    # Sharding (docs/ha.md): members spread over the live replicas by their heartbeat Leases.
+    sharding: bool = False
+    replica_id: str = ""  # "": unsharded and unnamed; from_env names every sharded replica
+    shard_lease_seconds: int = DEFAULT_SHARD_LEASE_SECONDS
     # Untrusted Blueprint content (docs/blueprints.md, "Limits"): validate-time limits, and the
     # CEL budget every render runs under.
     blueprint_limits: BlueprintLimits = field(default_factory=BlueprintLimits)
@@ -114,10 +131,32 @@ class OperatorSettings:
             "progress_interval_seconds": _number(env, "BLUEPRINTD_PROGRESS_INTERVAL", cls.progress_interval_seconds),
             "git_allow_file_urls": _flag(env.get("BLUEPRINTD_GIT_ALLOW_FILE_URLS", "")),
             "debug": bool(env.get("BLUEPRINTD_DEBUG")),
+            "sharding": _flag(env.get("BLUEPRINTD_SHARDS", "")),
+            "replica_id": env.get("BLUEPRINTD_REPLICA_ID") or env.get("POD_NAME") or "",
             **limits_from_env(env),
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)  # type: ignore[arg-type]
+        settings = cls(**base)  # type: ignore[arg-type]
+        if settings.sharding and not settings.replica_id:
+            settings = replace(settings, replica_id=random_replica_id())
+        settings.check_sharding()
+        return settings
+
+    def check_sharding(self) -> None:
+        """Refuse combinations that cannot work, naming the flag to change."""
+        if not self.sharding:
+            return
+        if self.peering:
+            raise ValueError(
+                "--shards and --peering exclude each other: kopf peering keeps all but one replica idle, "
+                "sharding keeps every replica busy; drop --peering"
+            )
+        if self.shard_lease_seconds < MIN_SHARD_LEASE_SECONDS:
+            raise ValueError(
+                f"--shard-lease-seconds {self.shard_lease_seconds}: must be at least {MIN_SHARD_LEASE_SECONDS}"
+            )
+        if not self.replica_id:
+            raise ValueError("the replica id is empty: give each replica a distinct --replica-id")
 
 
 def limits_from_env(env: Mapping[str, str]) -> dict[str, object]:

@@ -32,3 +32,22 @@ def test_an_empty_environment_gives_the_defaults() -> None:
 def test_a_bad_number_names_the_variable() -> None:
     with pytest.raises(ValueError, match="BLUEPRINTD_DRIFT_RESYNC='soon'"):
         OperatorSettings.from_env({"BLUEPRINTD_DRIFT_RESYNC": "soon"})
+
+
+def test_sharding_settings_from_flags_and_environment() -> None:
+    s = OperatorSettings.from_env({"BLUEPRINTD_SHARDS": "1", "POD_NAME": "blueprintd-7d9-x2"})
+    assert (s.sharding, s.replica_id, s.shard_lease_seconds) == (True, "blueprintd-7d9-x2", 15)
+    s = OperatorSettings.from_env({"POD_NAME": "p"}, sharding=True, replica_id="r1", shard_lease_seconds=4)
+    assert (s.replica_id, s.shard_lease_seconds) == ("r1", 4)
+
+
+def test_sharded_replicas_without_an_id_get_distinct_ones() -> None:
+    a, b = (OperatorSettings.from_env({}, sharding=True) for _ in range(2))
+    assert a.replica_id and b.replica_id and a.replica_id != b.replica_id
+
+
+def test_sharding_refuses_peering_and_too_short_leases() -> None:
+    with pytest.raises(ValueError, match="--shards and --peering exclude each other"):
+        OperatorSettings.from_env({}, sharding=True, peering="blueprintd")
+    with pytest.raises(ValueError, match="--shard-lease-seconds 2: must be at least 3"):
+        OperatorSettings.from_env({}, sharding=True, shard_lease_seconds=2)

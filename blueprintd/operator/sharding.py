@@ -1,0 +1,134 @@
+"""Sharded operator replicas: heartbeat, leader contention and the member fence, wired.
+
+The rules are ``blueprintd.shard.decide``'s; the Lease I/O is ``blueprintd.cluster.lease``.
+This module keeps the last Lease view, renews this replica's Leases every duration/3 in
+the background, and answers the controller's two questions: may this replica touch this
+member now (claiming or handing it over in MemberCluster ``status.shard`` as needed), and
+does it lead (Blueprint-level work). docs/ha.md describes the whole scheme.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from blueprintd.cluster.lease import LeaseClient
+from blueprintd.cluster.management import ManagementStore
+from blueprintd.shard.decide import Fence, ReplicaLease, fence
+
+log = logging.getLogger("blueprintd.shard")
+
+Drop = Callable[[str], Awaitable[None]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def recorded_owner(raw: dict[str, Any]) -> str:
+    return str(((raw.get("status") or {}).get("shard") or {}).get("replica") or "")
+
+
+class Sharding:
+    """One replica's membership in the shard group."""
+
+    def __init__(self, leases: LeaseClient, store: ManagementStore, clock: Callable[[], datetime] = utcnow) -> None:
+        self.leases = leases
+        self.store = store
+        self.replica = leases.replica
+        self.duration = float(leases.duration_seconds)
+        self.margin = self.duration / 3
+        self.clock = clock
+        self._view: dict[str, ReplicaLease] = {}
+        self._own_renewed: datetime | None = None
+        self._leader_renewed: datetime | None = None
+        self._held: set[str] = set()  # members this replica reconciles now
+        self._task: asyncio.Task[None] | None = None
+
+    # --- heartbeat ---------------------------------------------------------------------------
+
+    async def beat(self) -> None:
+        """Renew the heartbeat, contend for the leader Lease, list every heartbeat."""
+        started = self.clock()
+        if await self.leases.arenew_heartbeat(started):
+            self._own_renewed = started
+        leading, action = await self.leases.acontend_leader(started)
+        was = self.leading()
+        self._leader_renewed = started if leading else None
+        if self.leading() != was:
+            log.info("replica %s %s the leader Lease (%s)", self.replica, "holds" if leading else "lost", action)
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        self._view = await self.leases.aheartbeats()
+
+    async def start(self) -> None:
+        """First heartbeat now (so the replica knows its peers before its first reconcile),
+        then every duration/3 in the background."""
+        try:
+            await self.beat()
+        except Exception:
+            log.exception("replica %s: first heartbeat failed; retrying", self.replica)
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.duration / 3)
+            try:
+                await self.beat()
+            except Exception as exc:  # the management API is down: stop acting when the Lease ages
+                log.warning("replica %s: heartbeat failed: %s", self.replica, exc)
+
+    async def stop(self) -> None:
+        """Graceful stop: no more heartbeats, and the Leases deleted so others take over now."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._own_renewed = self._leader_renewed = None
+        await self.leases.arelease()
+
+    # --- questions ---------------------------------------------------------------------------
+
+    def _fresh(self, renewed: datetime | None) -> bool:
+        return renewed is not None and (self.clock() - renewed).total_seconds() < self.duration - self.margin
+
+    def leading(self) -> bool:
+        """Rule 4: this replica holds the leader Lease and renewed it recently."""
+        return self._fresh(self._leader_renewed)
+
+    def verdict(self, member: str, recorded: str) -> Fence:
+        return fence(self.replica, member, self._view, recorded, self.clock(), self._own_renewed, self.margin)
+
+    def live(self) -> list[str]:
+        now = self.clock()
+        return sorted(h for h, lease in self._view.items() if (e := lease.expires()) is not None and e > now)
+
+    async def admit(self, raw: dict[str, Any], drop: Drop) -> bool:
+        """May this replica reconcile the member ``raw`` now (rule 3)? Claims it first when it
+        is newly this replica's; hands it over (after ``drop``: no more drift watching or member
+        connection) when it no longer is."""
+        name = raw["metadata"]["name"]
+        recorded = recorded_owner(raw)
+        v = self.verdict(name, recorded)
+        if v.allowed and v.claim:
+            # Judge the previous owner on a fresh read of the Leases, not one up to duration/3 old.
+            await self.refresh()
+            v = self.verdict(name, recorded)
+        if not v.allowed:
+            if name in self._held or v.release:
+                self._held.discard(name)
+                await drop(name)
+                log.info("replica %s: stopped reconciling member %s (%s)", self.replica, name, v.reason)
+            if v.release and await self.store.write_status_if_unchanged("MemberCluster", raw, {"shard": None}):
+                log.info("replica %s: handed member %s over to %s", self.replica, name, v.owner)
+            return False
+        if v.claim:
+            patch = {"shard": {"replica": self.replica, "since": utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")}}
+            if not await self.store.write_status_if_unchanged("MemberCluster", raw, patch):
+                return False  # another replica wrote it first: judged again on the next resync
+            log.info("replica %s: claimed member %s (was %s)", self.replica, name, recorded or "unowned")
+        self._held.add(name)
+        return True

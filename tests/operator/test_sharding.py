@@ -1,0 +1,155 @@
+"""The operator's shard membership (operator/sharding.py): claim, hand-over, drop, leading.
+
+The Lease client and the management store are small fakes here (their real halves are
+exercised on real API servers by tests/operator/test_sharding_fleet.py); what is tested is
+the order of the steps: a member is dropped (no drift watch, no connection) before it is
+handed over, claimed before it is reconciled, and never claimed over a live owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from blueprintd.operator.sharding import Sharding
+from blueprintd.shard.decide import LeaderAction, ReplicaLease, owner_of
+
+NOW = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
+
+
+class FakeLeases:
+    def __init__(self, replica: str, view: dict[str, ReplicaLease], *, renew_ok: bool = True) -> None:
+        self.replica = replica
+        self.duration_seconds = 6
+        self.view = view
+        self.renew_ok = renew_ok
+        self.leader: str | None = None
+        self.released = False
+
+    async def arenew_heartbeat(self, now: datetime) -> bool:
+        if self.renew_ok:
+            self.view[self.replica] = ReplicaLease(self.replica, now, self.duration_seconds)
+        return self.renew_ok
+
+    async def aheartbeats(self) -> dict[str, ReplicaLease]:
+        return dict(self.view)
+
+    async def acontend_leader(self, now: datetime) -> tuple[bool, LeaderAction]:
+        if self.leader in (None, self.replica):
+            self.leader = self.replica
+            return True, "renew"
+        return False, "follow"
+
+    async def arelease(self) -> None:
+        self.released = True
+
+
+class FakeStore:
+    def __init__(self, conflict: bool = False) -> None:
+        self.writes: list[tuple[str, dict[str, Any]]] = []
+        self.conflict = conflict
+
+    async def write_status_if_unchanged(self, kind: str, obj: dict[str, Any], patch: dict[str, Any]) -> bool:
+        if self.conflict:
+            return False
+        self.writes.append((obj["metadata"]["name"], patch))
+        obj.setdefault("status", {}).update(patch)
+        return True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def member(name: str, owner: str = "") -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"shard": {"replica": owner}} if owner else {}}
+
+
+def name_owned_by(replica: str, replicas: list[str]) -> str:
+    return next(f"m-{i}" for i in range(1000) if owner_of(f"m-{i}", replicas) == replica)
+
+
+def setup(
+    me: str, others: dict[str, float], *, renew_ok: bool = True, conflict: bool = False
+) -> tuple[Sharding, FakeLeases, FakeStore, Clock, list[str]]:
+    view = {r: ReplicaLease(r, NOW - timedelta(seconds=age), 6) for r, age in others.items()}
+    leases, store, clock = FakeLeases(me, view, renew_ok=renew_ok), FakeStore(conflict), Clock()
+    shard = Sharding(leases, store, clock)  # type: ignore[arg-type]
+    dropped: list[str] = []
+    asyncio.run(shard.beat())
+    return shard, leases, store, clock, dropped
+
+
+def admit(shard: Sharding, raw: dict[str, Any], dropped: list[str]) -> bool:
+    async def drop(name: str) -> None:
+        dropped.append(name)
+
+    return asyncio.run(shard.admit(raw, drop))
+
+
+def test_the_owner_claims_an_unowned_member_then_reconciles_it() -> None:
+    shard, _, store, _, dropped = setup("a", {"b": 1})
+    m = member(name_owned_by("a", ["a", "b"]))
+    assert admit(shard, m, dropped)
+    assert store.writes == [
+        (m["metadata"]["name"], {"shard": {"replica": "a", "since": store.writes[0][1]["shard"]["since"]}})
+    ]
+    assert admit(shard, m, dropped) and len(store.writes) == 1  # claimed once, not on every resync
+
+
+def test_a_lost_claim_race_means_no_reconcile() -> None:
+    shard, _, _, _, dropped = setup("a", {"b": 1}, conflict=True)
+    assert not admit(shard, member(name_owned_by("a", ["a", "b"])), dropped)
+
+
+def test_a_replica_waits_for_a_live_previous_owner() -> None:
+    shard, _, store, _, dropped = setup("a", {"b": 1})
+    assert not admit(shard, member(name_owned_by("a", ["a", "b"]), owner="b"), dropped)
+    assert store.writes == [] and dropped == []
+
+
+def test_it_takes_over_from_an_expired_owner() -> None:
+    shard, _, store, _, dropped = setup("a", {"b": 7})  # b's Lease (6 s) expired
+    m = member(name_owned_by("a", ["a"]), owner="b")
+    assert admit(shard, m, dropped)
+    assert store.writes[0][1]["shard"]["replica"] == "a"
+
+
+def test_a_member_that_moved_is_dropped_then_handed_over() -> None:
+    shard, _, store, _, dropped = setup("a", {"b": 1})
+    name = name_owned_by("b", ["a", "b"])
+    assert not admit(shard, member(name, owner="a"), dropped)
+    assert dropped == [name]
+    assert store.writes == [(name, {"shard": None})]
+
+
+def test_an_owner_that_cannot_renew_stops_and_drops_its_members() -> None:
+    shard, leases, store, clock, dropped = setup("a", {})
+    m = member(name_owned_by("a", ["a"]), owner="a")
+    assert admit(shard, m, dropped)
+    leases.renew_ok = False
+    clock.now = NOW + timedelta(seconds=4.5)  # past duration - margin (6 - 2)
+    asyncio.run(shard.beat())
+    assert not admit(shard, m, dropped)
+    assert dropped == [m["metadata"]["name"]] and store.writes == []
+
+
+def test_leading_needs_a_fresh_leader_renewal() -> None:
+    shard, leases, _, clock, _ = setup("a", {})
+    assert shard.leading()
+    clock.now = NOW + timedelta(seconds=5)
+    assert not shard.leading()
+    leases.leader = "b"
+    asyncio.run(shard.beat())
+    assert not shard.leading()
+
+
+def test_stop_releases_the_leases() -> None:
+    shard, leases, _, _, _ = setup("a", {})
+    asyncio.run(shard.stop())
+    assert leases.released and not shard.leading()
