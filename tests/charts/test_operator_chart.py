@@ -44,6 +44,7 @@ def test_operator_chart_installs_with_least_privilege(fleet: Fleet, kube_binarie
 
         assert can("patch", "memberclusters.blueprintd.io/status", "-n", ns) == "yes"
         assert can("get", "secrets", "-n", ns) == "yes"
+        assert can("update", "leases.coordination.k8s.io", "-n", ns) == "yes", "sharded replicas renew Leases"
         assert can("list", "secrets", "-n", ns) == "no", "kubeconfig Secrets are read by name only"
         assert can("get", "secrets", "-n", "kube-system") == "no"
         assert can("create", "deployments", "-n", ns) == "no"
