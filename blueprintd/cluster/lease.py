@@ -88,7 +88,7 @@ class LeaseClient:
                 body = self._body(name, now, role, acquired, current.metadata.resource_version, transitions)
                 self._api.replace_namespaced_lease(name, self.namespace, body)
         except ApiException as exc:
-            if exc.status in (409, 422) or (exc.status == 404 and current is not None):
+            if exc.status == 409 or (exc.status == 404 and current is not None):
                 return False
             raise ClusterError(f"writing Lease {self.namespace}/{name}: {exc.reason}") from None
         return True

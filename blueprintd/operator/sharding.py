@@ -89,6 +89,7 @@ class Sharding:
             self._task = None
         self._own_renewed = self._leader_renewed = None
         await self.leases.arelease()
+        log.info("replica %s: stopped; released its Leases", self.replica)
 
     # --- questions ---------------------------------------------------------------------------
 

@@ -252,3 +252,18 @@ def test_sharded_replicas_fail_over_without_double_writes(env: Env) -> None:
     assert all(g > 0 for g in gaps), gaps
     print(f"member hand-overs after the kill in the audit logs: {len(gaps)}, smallest gap between the killed "
           f"replica's last write and its successor's first: {min(gaps, default=float('nan')):.2f} s")  # fmt: skip
+
+    # 6. A graceful stop (SIGTERM) deletes the replica's Leases: the last replica takes over
+    #    its members without waiting for the Lease to expire.
+    leaving, last = survivors
+    stopped = time.monotonic()
+    env.operators[leaving].stop()
+    wait_for(
+        lambda: set(owners(env).values()) == {last},
+        timeout=120,
+        interval=0.25,
+        what=f"{last} to own every member after {leaving} stopped",
+    )
+    print(f"hand-over after a graceful stop of {leaving}: {time.monotonic() - stopped:.1f} s (incl. its shutdown)")
+    assert env.operators[last].alive(), env.operators[last].tail()
+    assert "released its Leases" in env.operators[leaving].tail(20000)
