@@ -133,6 +133,18 @@ class AddonProgress(ApiModel):
     )
 
 
+class RetryBackoff(ApiModel):
+    """Consecutive failed attempts and when the next one is due (docs/blueprints.md, "Backoff")."""
+
+    failures: int = Field(default=0, ge=0, description="Consecutive failed attempts of the same thing.")
+    next_attempt: datetime | None = Field(
+        default=None, description="The operator does not try again before this time (exponential backoff)."
+    )
+    attempt: str = Field(
+        default="", description="Hash of what failed (version and inputs); a change retries at once.", max_length=64
+    )
+
+
 class BlueprintProgress(ApiModel):
     """Where one Blueprint stands on this cluster: the rollout reads it, the next plan prunes from it."""
 
@@ -143,6 +155,9 @@ class BlueprintProgress(ApiModel):
     message: str = Field(default="", description="Why (e.g. the Helm or API error).", max_length=4096)
     since: datetime | None = Field(default=None, description="When the cluster entered this state.")
     last_attempt: datetime | None = Field(default=None, description="Last failed attempt (retries back off).")
+    backoff: RetryBackoff | None = Field(
+        default=None, description="Set while failed: consecutive failures and the next attempt time."
+    )
     inventory: Inventory = Field(
         default_factory=Inventory,
         description="Objects, Helm releases and node-label keys applied for this Blueprint (pruning reads it).",
@@ -174,6 +189,10 @@ class MemberClusterStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list, description="Reachable, Ready, Drifted, ...")
     reachable: bool = Field(default=False, description="The member API server answered the last call.")
     last_contact_time: datetime | None = Field(default=None, description="Last successful call.")
+    backoff: RetryBackoff | None = Field(
+        default=None,
+        description="Set while unreachable: consecutive failed connection attempts and the next attempt time.",
+    )
     kubernetes_version: str = Field(default="", description="Member API server version.")
     revision_summary: str = Field(default="", description="Applied Blueprint versions, e.g. gpu-platform@1.0.0.")
     applied_revisions: list[AppliedRevision] = Field(default_factory=list, description="Per Blueprint.")

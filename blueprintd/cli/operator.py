@@ -45,6 +45,21 @@ def operator_cmd(
             help="Serve GitSource push webhooks (POST /hooks/<name>) on this port (0: off).",
         ),
     ] = 0,
+    backoff_base: Annotated[
+        float | None,
+        typer.Option(
+            "--backoff-base",
+            help="Seconds before the first retry of a failed install or an unreachable member; "
+            "doubled per failure [env BLUEPRINTD_BACKOFF_BASE; default 5].",
+        ),
+    ] = None,
+    backoff_cap: Annotated[
+        float | None,
+        typer.Option(
+            "--backoff-cap",
+            help="The longest wait between retries, in seconds [env BLUEPRINTD_BACKOFF_CAP; default 300].",
+        ),
+    ] = None,
     peering: Annotated[
         str | None,
         typer.Option(
@@ -96,7 +111,9 @@ def operator_cmd(
             sharding=shards,
             replica_id=replica_id,
             shard_lease_seconds=shard_lease_seconds,
+            backoff_base_seconds=backoff_base,
+            backoff_cap_seconds=backoff_cap,
         )
-    except ValueError as exc:
+    except ValueError as exc:  # a bad environment value, flag combination or backoff numbers: name them
         raise typer.BadParameter(str(exc)) from None
     run(settings)

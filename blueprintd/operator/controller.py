@@ -31,6 +31,7 @@ from blueprintd.cluster.session import MemberSession
 from blueprintd.drift.monitor import DriftMonitor
 from blueprintd.errors import BlueprintdError
 from blueprintd.operator import metrics, status
+from blueprintd.operator.backoff import attempt_key, due
 from blueprintd.operator.pipeline import (
     ROLLBACK_ANNOTATION,
     PipelineError,
@@ -289,6 +290,11 @@ class Controller:
             return MemberReconcile(name)  # another replica's member (blueprintd.shard.decide, rule 3)
         if mc.spec.paused:
             return MemberReconcile(name)
+        # What a connection attempt tries: a changed spec (a fixed kubeconfig reference) is a
+        # new attempt and is tried at once; the same one waits for status.backoff.nextAttempt.
+        connect = attempt_key(mc.metadata.generation, mc.spec.kubeconfig_secret_ref.to_wire())
+        if not previous.reachable and not due(previous.backoff, connect, now()):
+            return MemberReconcile(name, status=previous)  # backing off: no connection, no write
         try:
             session = await self._session(mc)
             k8s_version = await session.version()
@@ -301,7 +307,9 @@ class Controller:
                 reason, message = "ConnectFailed", str(exc)
             else:  # urllib3/kubernetes errors
                 reason, message = "Unreachable", f"member API server unreachable: {type(exc).__name__}"
-            down = status.fold_unreachable(previous, reason, message, now())
+            down = status.fold_unreachable(
+                previous, reason, message, now(), attempt=connect, policy=self.settings.backoff, cluster=name
+            )
             return MemberReconcile(
                 name, status=down, patched=await self._write("MemberCluster", raw, down, status.UNREACHABLE_KEYS)
             )
@@ -321,7 +329,7 @@ class Controller:
             restore_request=request,
             restore=restore,
         )
-        new = status.fold_member(previous, observed, now())
+        new = status.fold_member(previous, observed, now(), policy=self.settings.backoff, cluster=name)
         patched = await self._write("MemberCluster", raw, new, status.MEMBER_KEYS)
         states = {p.blueprint: p.state for p in new.blueprints}
         ready = [d for (c, b), d in self._rendered.items() if c == name and states.get(b) in ("Ready", "Drifted")]
@@ -340,6 +348,13 @@ class Controller:
         that stopped selecting it. One typed outcome each, for the fold."""
         raw_blueprints = await self.store.list("Blueprint")
         progress = {p.blueprint: p for p in previous.blueprints}
+        # The inputs of a render besides the (immutable) revision: a change in any of them is a
+        # new attempt, retried at once rather than after the previous failure's backoff.
+        member_inputs = (
+            mc.metadata.labels,
+            mc.spec.to_wire().get("parameters", {}),
+            [p.to_wire() for p in status.pool_summaries(facts.pools)],
+        )
         outcomes: list[status.Outcome] = []
         selecting: set[str] = set()  # Blueprints that (still) select this cluster, or cannot be read
         on_unselect: dict[str, UnselectAction] = {}
@@ -360,15 +375,13 @@ class Controller:
             if version is None:
                 continue
             prev = progress.get(bp_name)
-            if (
-                prev is not None
-                and prev.state == "Failed"
-                and prev.version == version
-                and _age(prev.last_attempt) < self.settings.failure_retry_seconds
-            ):
-                outcomes.append(status.Backoff(bp_name))
+            attempt = attempt_key(version, *member_inputs)
+            if prev is not None and prev.state == "Failed" and not due(prev.backoff, attempt, now()):
+                outcomes.append(status.Backoff(bp_name))  # no render, no helm, no write until nextAttempt
                 continue
-            outcomes.append(await self._apply(session, mc, bp_name, version, bp.spec.on_unselect, facts, restore))
+            outcomes.append(
+                await self._apply(session, mc, bp_name, version, bp.spec.on_unselect, facts, restore, attempt)
+            )
         for bp_name in sorted(set(progress) - selecting):
             entry = progress[bp_name]
             action = on_unselect.get(bp_name) or entry.on_unselect or "Orphan"
@@ -384,6 +397,7 @@ class Controller:
         on_unselect: UnselectAction,
         facts: Any,
         restore: bool,
+        attempt: str = "",
     ) -> status.Applied | status.NotApplied:
         name = mc.metadata.name
         try:
@@ -391,7 +405,7 @@ class Controller:
                 self.revisions, bp_name, version, facts, mc, self.settings.chart_mirrors, self.settings.cel_budget
             )
         except PipelineError as exc:
-            return status.NotApplied(bp_name, version, str(exc), on_unselect)
+            return status.NotApplied(bp_name, version, str(exc), on_unselect, attempt)
         self._rendered[(name, bp_name)] = prepared.desired
         watch = self._watch(session, name, bp_name, version)
         result = await reconcile(session, prepared.desired, prepared.inventory, restore_drift=restore, watch=watch)
@@ -405,7 +419,7 @@ class Controller:
                 result.writes,
                 "ready" if result.ready else f"failed: {result.error}",
             )
-        return status.Applied(bp_name, version, result, on_unselect, prepared.revision.content_hash)
+        return status.Applied(bp_name, version, result, on_unselect, prepared.revision.content_hash, attempt)
 
     def _watch(self, session: MemberSession, name: str, bp_name: str, version: str) -> StepWatch | None:
         """Reports each running add-on step of ``bp_name`` into the member's status (only changes)."""
@@ -465,8 +479,3 @@ def _source_of(bp: dict[str, Any]) -> RevisionSourceRef:
         )
     return RevisionSourceRef(kind="kubectl")
 
-
-def _age(ts: datetime | None) -> float:
-    if ts is None:
-        return float("inf")
-    return (now() - ts).total_seconds()

@@ -21,6 +21,9 @@ Environment variables (flags of ``blueprintd operator`` win over them):
   replica's id in its heartbeat Lease, in MemberCluster ``status.shard`` and in the
   User-Agent of its calls to members.
 * ``BLUEPRINTD_SHARDS``: ``1`` shards members over replicas by Leases (docs/ha.md), as ``--shards``.
+* ``BLUEPRINTD_BACKOFF_BASE``, ``BLUEPRINTD_BACKOFF_CAP``: seconds; the retry backoff after a
+  failed install or an unreachable member (``operator/backoff.py``; flags ``--backoff-base``,
+  ``--backoff-cap``).
 * ``BLUEPRINTD_CEL_COST_LIMIT``, ``BLUEPRINTD_CEL_COST_BUDGET``, ``BLUEPRINTD_RENDER_TIMEOUT``:
   the limits on untrusted Blueprint content (docs/blueprints.md, "Limits").
 """
@@ -36,6 +39,7 @@ from pathlib import Path
 
 from blueprintd.api.cel import CelBudget
 from blueprintd.api.limits import BlueprintLimits
+from blueprintd.operator.backoff import BackoffPolicy
 
 DEFAULT_DRIFT_RESYNC_SECONDS = 300.0  # the drift monitor's full relist; watches carry changes between
 DEFAULT_SHARD_LEASE_SECONDS = 15
@@ -94,7 +98,8 @@ class OperatorSettings:
     workdir: Path = Path("/tmp/blueprintd-operator")
     member_resync_seconds: float = 10.0
     rollout_resync_seconds: float = 2.0
-    failure_retry_seconds: float = 30.0
+    # Failed installs and unreachable members are retried after base * 2^(n-1) seconds, capped.
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     chart_preflight: bool = True  # template each new version's charts before it rolls out
     metrics_port: int = 0  # 0: no metrics endpoint
     webhook_port: int = 0  # 0: no GitSource push-webhook receiver
@@ -117,8 +122,20 @@ class OperatorSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> OperatorSettings:
         """Settings from the environment (``os.environ`` unless given), then ``overrides``
-        (the command-line flags; None means "not given")."""
+        (the command-line flags; None means "not given"). ``backoff_base_seconds`` and
+        ``backoff_cap_seconds`` override the backoff policy's numbers."""
         env = os.environ if env is None else env
+        default = BackoffPolicy()
+        base_s = overrides.pop("backoff_base_seconds", None)
+        cap_s = overrides.pop("backoff_cap_seconds", None)
+        backoff = BackoffPolicy(
+            base_seconds=float(base_s) if isinstance(base_s, int | float) else _number(
+                env, "BLUEPRINTD_BACKOFF_BASE", default.base_seconds
+            ),
+            cap_seconds=float(cap_s) if isinstance(cap_s, int | float) else _number(
+                env, "BLUEPRINTD_BACKOFF_CAP", default.cap_seconds
+            ),
+        )
         base: dict[str, object] = {
             "namespace": env.get("BLUEPRINTD_NAMESPACE") or cls.namespace,
             "chart_mirrors": parse_mirrors([env.get("BLUEPRINTD_CHART_MIRRORS", "")]),
@@ -133,6 +150,7 @@ class OperatorSettings:
             "debug": bool(env.get("BLUEPRINTD_DEBUG")),
             "sharding": _flag(env.get("BLUEPRINTD_SHARDS", "")),
             "replica_id": env.get("BLUEPRINTD_REPLICA_ID") or env.get("POD_NAME") or "",
+            "backoff": backoff,
             **limits_from_env(env),
         }
         base.update({k: v for k, v in overrides.items() if v is not None})

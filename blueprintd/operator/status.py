@@ -5,8 +5,10 @@ Every status the operator writes is computed here, as pure functions over the ap
 only reads, calls these, and hands :func:`status_patch`'s result to the API server. Rules:
 
 **MemberCluster, member unreachable** (:func:`fold_unreachable`). ``reachable`` goes false,
-``lastError`` and the ``Reachable`` condition say why; everything else is kept as it was. The
-per-Blueprint inventories in particular must survive: the next reconcile prunes from them.
+``lastError`` and the ``Reachable`` condition say why, and ``backoff`` counts the failed
+connection attempt and sets ``nextAttempt`` (``operator/backoff.py``); everything else is kept as
+it was. The per-Blueprint inventories in particular must survive: the next reconcile prunes from
+them. A reachable member has no ``backoff``.
 
 **MemberCluster, member reachable** (:func:`fold_member`). One outcome per Blueprint that
 selects the cluster or still has progress recorded on it, in Blueprint name order:
@@ -16,10 +18,13 @@ selects the cluster or still has progress recorded on it, in Blueprint name orde
   failing add-on and the error). ``since`` is kept while version and state stay the same;
   ``lastAttempt`` is set on every failure and otherwise kept only while nothing changed. The
   inventory is the one the run applied, else the previous one. A Ready run at a new version
-  records it in ``appliedRevisions``. Its add-on states are listed.
-* ``NotApplied``: nothing could be rendered (no revision, render error): Failed with the error.
-* ``Backoff``: the Blueprint failed at this version moments ago and waits before retrying: its
-  entry and add-on states stay exactly as they were.
+  records it in ``appliedRevisions``. Its add-on states are listed. A Failed entry carries
+  ``backoff``: the consecutive failures of the same attempt and ``nextAttempt``
+  (``operator/backoff.py``); any other state clears it.
+* ``NotApplied``: nothing could be rendered (no revision, render error): Failed with the error,
+  and ``backoff`` as for a failed ``Applied``.
+* ``Backoff``: the Blueprint failed and its ``nextAttempt`` has not come yet: its entry and
+  add-on states stay exactly as they were, so waiting writes nothing.
 * ``Unselected``: the Blueprint stopped selecting the cluster (or was deleted). Done: its
   progress and applied revision are dropped. Not done (the prune failed): the entry stays,
   Failed, so the next reconcile tries again from the same inventory.
@@ -70,9 +75,11 @@ from blueprintd.api.mergepatch import merge_patch
 from blueprintd.api.revision import revision_name
 from blueprintd.api.rollout import ClusterView, RolloutStatus
 from blueprintd.cluster.reconcile import ReconcileResult
+from blueprintd.operator.backoff import BackoffPolicy, after_failure
 from blueprintd.plan.inventory import Inventory
 
 MAX_MESSAGE = 4096
+DEFAULT_BACKOFF = BackoffPolicy()
 MAX_CONDITION_MESSAGE = 2048
 
 # Who writes which top-level status keys: a patch never touches another writer's keys (the
@@ -88,8 +95,9 @@ MEMBER_KEYS = (
     "revisionSummary",
     "addons",
     "driftRestored",
+    "backoff",
 )
-UNREACHABLE_KEYS = ("reachable", "lastError", "conditions")
+UNREACHABLE_KEYS = ("reachable", "lastError", "conditions", "backoff")
 PROGRESS_KEYS = ("blueprints",)
 PUBLISH_KEYS = ("observedGeneration", "revision", "contentHash", "conditions")
 INVALID_KEYS = ("observedGeneration", "conditions")
@@ -108,6 +116,7 @@ class Applied:
     result: ReconcileResult
     on_unselect: UnselectAction = "Orphan"
     content_hash: str = ""
+    attempt: str = ""  # what was attempted (backoff.attempt_key): a new one restarts the backoff
 
 
 @dataclass(frozen=True)
@@ -118,11 +127,12 @@ class NotApplied:
     version: str
     error: str
     on_unselect: UnselectAction = "Orphan"
+    attempt: str = ""
 
 
 @dataclass(frozen=True)
 class Backoff:
-    """Failed at this version moments ago: left as it is until the retry interval passed."""
+    """Failed, and its ``nextAttempt`` has not come: left exactly as it is."""
 
     blueprint: str
 
@@ -173,19 +183,39 @@ def condition_of(conditions: Iterable[Condition], type_: str) -> Condition | Non
 # --- MemberCluster ------------------------------------------------------------------------------
 
 
-def fold_unreachable(previous: MemberClusterStatus, reason: str, message: str, now: datetime) -> MemberClusterStatus:
-    """The member could not be reached (or its kubeconfig was refused): say so, keep the rest."""
+def fold_unreachable(
+    previous: MemberClusterStatus,
+    reason: str,
+    message: str,
+    now: datetime,
+    *,
+    attempt: str = "",
+    policy: BackoffPolicy = DEFAULT_BACKOFF,
+    cluster: str = "",
+) -> MemberClusterStatus:
+    """The member could not be reached (or its kubeconfig was refused): say so, back off, keep
+    the rest. ``attempt`` names what was tried (the kubeconfig reference); ``cluster`` seeds
+    the jitter."""
     return previous.model_copy(
         update={
             "reachable": False,
             "last_error": message[:MAX_MESSAGE],
             "conditions": set_condition(previous.conditions, "Reachable", False, reason, message, now),
+            "backoff": after_failure(previous.backoff, attempt, now, policy, cluster),
         }
     )
 
 
-def fold_member(previous: MemberClusterStatus, observed: MemberObservation, now: datetime) -> MemberClusterStatus:
-    """The new status of a reachable member after one reconcile; see the module docstring."""
+def fold_member(
+    previous: MemberClusterStatus,
+    observed: MemberObservation,
+    now: datetime,
+    *,
+    policy: BackoffPolicy = DEFAULT_BACKOFF,
+    cluster: str = "",
+) -> MemberClusterStatus:
+    """The new status of a reachable member after one reconcile; see the module docstring.
+    ``policy`` and ``cluster`` (the jitter's seed) set failed entries' ``nextAttempt``."""
     progress = {p.blueprint: p for p in previous.blueprints}
     applied = {a.blueprint: a for a in previous.applied_revisions}
     addons: list[AddonState] = []
@@ -200,14 +230,19 @@ def fold_member(previous: MemberClusterStatus, observed: MemberObservation, now:
             if outcome.error:
                 entry = progress.get(name) or BlueprintProgress(blueprint=name, version="", state="Failed")
                 progress[name] = entry.model_copy(
-                    update={"state": "Failed", "message": outcome.error[:MAX_MESSAGE], "last_attempt": now}
+                    update={
+                        "state": "Failed",
+                        "message": outcome.error[:MAX_MESSAGE],
+                        "last_attempt": now,
+                        "backoff": None,  # a prune is retried on every resync, from its inventory
+                    }
                 )
                 last_error = outcome.error
             else:
                 progress.pop(name, None)
                 applied.pop(name, None)
             continue
-        entry = _progress(outcome, progress.get(name), now)
+        entry = _progress(outcome, progress.get(name), now, policy, f"{cluster}/{name}")
         progress[name] = entry
         if isinstance(outcome, Applied):
             addons += [
@@ -259,6 +294,7 @@ def fold_member(previous: MemberClusterStatus, observed: MemberObservation, now:
             "last_error": last_error[:MAX_MESSAGE],
             "drift_restored": restored,
             "conditions": conditions,
+            "backoff": None,
         }
     )
 
@@ -285,7 +321,9 @@ def fold_in_progress(
     return previous.model_copy(update={"blueprints": entries})
 
 
-def _progress(outcome: Applied | NotApplied, prev: BlueprintProgress | None, now: datetime) -> BlueprintProgress:
+def _progress(
+    outcome: Applied | NotApplied, prev: BlueprintProgress | None, now: datetime, policy: BackoffPolicy, seed: str
+) -> BlueprintProgress:
     """One Blueprint's progress entry after it was (or could not be) applied."""
     result = outcome.result if isinstance(outcome, Applied) else None
     message = outcome.error if isinstance(outcome, NotApplied) else (result.error if result else "")
@@ -314,6 +352,11 @@ def _progress(outcome: Applied | NotApplied, prev: BlueprintProgress | None, now
         message=message[:MAX_MESSAGE],
         since=prev.since if same and prev is not None else now,
         last_attempt=now if state == "Failed" else (prev.last_attempt if same and prev is not None else None),
+        backoff=(
+            after_failure(prev.backoff if prev is not None else None, outcome.attempt, now, policy, seed)
+            if state == "Failed"
+            else None
+        ),
         inventory=inventory,
         on_unselect=outcome.on_unselect,
     )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ import yaml
 
 from blueprintd.api.mergepatch import apply_merge_patch
 from blueprintd.errors import ClusterError
+from blueprintd.operator import controller as controller_module
+from blueprintd.operator.backoff import BackoffPolicy
 from blueprintd.operator.controller import Controller
 from blueprintd.operator.settings import OperatorSettings
 
@@ -168,6 +172,40 @@ def test_an_unreachable_member_is_reported_once_then_left_alone(store: MemorySto
     for _ in range(3):
         run(controller.reconcile_member(store.fresh("MemberCluster", "ghost")))
     assert store.writes == []
+
+
+def test_an_unreachable_member_is_tried_again_only_when_its_backoff_is_due(
+    store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)]
+    monkeypatch.setattr(controller_module, "now", lambda: clock[0])
+    attempts: list[datetime] = []
+    real_secret = store.secret_value
+
+    async def counting(name: str, key: str, namespace: str | None = None) -> str:
+        attempts.append(clock[0])
+        return await real_secret(name, key, namespace)
+
+    store.secret_value = counting  # type: ignore[method-assign]
+    policy = BackoffPolicy(base_seconds=10, cap_seconds=40, jitter=0.0)
+    ctl = Controller(store, OperatorSettings(workdir=tmp_path, backoff=policy))  # type: ignore[arg-type]
+    store.put("MemberCluster", member("ghost"))
+    for _ in range(200):  # 200 resyncs of 1 s
+        run(ctl.reconcile_member(store.fresh("MemberCluster", "ghost")))
+        clock[0] += timedelta(seconds=1)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(attempts)]
+    assert gaps[:4] == [10, 20, 40, 40], f"attempts at {attempts}"
+    assert len(store.writes) == len(attempts), "one status write per attempt, none in between"
+    backoff = store.fresh("MemberCluster", "ghost")["status"]["backoff"]
+    assert backoff["failures"] == len(attempts) and backoff["nextAttempt"]
+    # A changed spec (a fixed kubeconfig reference) is a new attempt: tried on the next resync.
+    fixed = store.fresh("MemberCluster", "ghost")
+    fixed["spec"]["kubeconfigSecretRef"]["name"] = "ghost-kubeconfig-2"
+    store.put("MemberCluster", fixed)
+    before = len(attempts)
+    run(ctl.reconcile_member(store.fresh("MemberCluster", "ghost")))
+    assert len(attempts) == before + 1
+    assert store.fresh("MemberCluster", "ghost")["status"]["backoff"]["failures"] == 1
 
 
 def test_a_paused_member_is_not_touched(store: MemoryStore, controller: Controller) -> None:

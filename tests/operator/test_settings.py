@@ -51,3 +51,18 @@ def test_sharding_refuses_peering_and_too_short_leases() -> None:
         OperatorSettings.from_env({}, sharding=True, peering="blueprintd")
     with pytest.raises(ValueError, match="--shard-lease-seconds 2: must be at least 3"):
         OperatorSettings.from_env({}, sharding=True, shard_lease_seconds=2)
+
+
+def test_backoff_numbers_come_from_the_environment_and_flags_win() -> None:
+    s = OperatorSettings.from_env({"BLUEPRINTD_BACKOFF_BASE": "2", "BLUEPRINTD_BACKOFF_CAP": "60"})
+    assert (s.backoff.base_seconds, s.backoff.cap_seconds) == (2.0, 60.0)
+    s = OperatorSettings.from_env({"BLUEPRINTD_BACKOFF_BASE": "2"}, backoff_cap_seconds=30.0, backoff_base_seconds=None)
+    assert (s.backoff.base_seconds, s.backoff.cap_seconds) == (2.0, 30.0)
+    assert (OperatorSettings().backoff.base_seconds, OperatorSettings().backoff.cap_seconds) == (5.0, 300.0)
+
+
+def test_a_cap_below_the_base_is_refused_naming_both_variables() -> None:
+    with pytest.raises(ValueError, match="BLUEPRINTD_BACKOFF_BASE, BLUEPRINTD_BACKOFF_CAP"):
+        OperatorSettings.from_env({"BLUEPRINTD_BACKOFF_BASE": "60", "BLUEPRINTD_BACKOFF_CAP": "10"})
+    with pytest.raises(ValueError, match="BLUEPRINTD_BACKOFF_CAP='later'"):
+        OperatorSettings.from_env({"BLUEPRINTD_BACKOFF_CAP": "later"})

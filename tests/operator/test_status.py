@@ -16,6 +16,7 @@ from blueprintd.api.mergepatch import apply_merge_patch
 from blueprintd.api.rollout import ClusterView, RolloutStatus
 from blueprintd.cluster.reconcile import AddonResult, ReconcileResult
 from blueprintd.operator import status as fold
+from blueprintd.operator.backoff import BackoffPolicy
 from blueprintd.plan.inventory import Inventory, InventoryObject
 from blueprintd.plan.planner import ClusterPlan
 
@@ -179,12 +180,15 @@ def test_unreachable_member_keeps_everything_but_reachability() -> None:
     assert cond(down, "Reachable").status == ConditionStatus.FALSE
     assert cond(down, "Reachable").last_transition_time == at(10)
     patch = fold.status_patch(stored(ok), down, fold.UNREACHABLE_KEYS)
-    assert patch is not None and set(patch) == {"reachable", "lastError", "conditions"}
-    # Still down on the next resync: nothing to write.
+    assert patch is not None and set(patch) == {"reachable", "lastError", "conditions", "backoff"}
+    assert down.backoff is not None and down.backoff.failures == 1
+    # Still down at the next attempt: only the backoff moves (one more failure, a later nextAttempt).
     again = fold.fold_unreachable(
         MemberClusterStatus.model_validate(stored(down)), "Unreachable", down.last_error, at(40)
     )
-    assert fold.status_patch(stored(down), again, fold.UNREACHABLE_KEYS) is None
+    patch = fold.status_patch(stored(down), again, fold.UNREACHABLE_KEYS)
+    assert patch is not None and set(patch) == {"backoff"}
+    assert again.backoff is not None and again.backoff.failures == 2
 
 
 def test_a_member_that_comes_back_is_reachable_again_with_a_new_transition_time() -> None:
@@ -374,3 +378,100 @@ def test_the_reconcile_fold_drops_every_current_left_behind() -> None:
     assert [p.current for p in kept.blueprints] == [None, None]
     applied = fold.fold_member(stale, observed(fold.Applied(BP, "1.0.0", result())), at(10))
     assert all(p.current is None for p in applied.blueprints)
+
+
+# --- backoff ------------------------------------------------------------------------------------
+
+NO_JITTER = BackoffPolicy(base_seconds=5, cap_seconds=20, jitter=0.0)
+
+
+def failing(version: str = "1.1.0", attempt: str = "a1") -> fold.Applied:
+    return fold.Applied(BP, version, result(version, failed="gpu-operator", error="boom"), attempt=attempt)
+
+
+def test_the_first_failure_is_shown_at_once_with_its_next_attempt() -> None:
+    failed = fold.fold_member(MemberClusterStatus(), observed(failing()), T0, policy=NO_JITTER, cluster="alpha")
+    [entry] = failed.blueprints
+    assert (entry.state, entry.failed_addon, entry.message) == ("Failed", "gpu-operator", "boom")
+    assert entry.backoff is not None
+    assert (entry.backoff.failures, entry.backoff.next_attempt) == (1, at(5))
+    wire = stored(failed)["blueprints"][0]["backoff"]
+    assert wire["failures"] == 1 and wire["nextAttempt"] == "2026-03-01T12:00:05Z"
+
+
+def test_repeated_failures_of_the_same_attempt_back_off_up_to_the_cap() -> None:
+    st, now, waits = MemberClusterStatus(), T0, []
+    for _ in range(5):
+        st = fold.fold_member(
+            MemberClusterStatus.model_validate(stored(st)), observed(failing()), now, policy=NO_JITTER, cluster="alpha"
+        )
+        entry = st.blueprints[0]
+        assert entry.backoff is not None and entry.backoff.next_attempt is not None
+        waits.append((entry.backoff.next_attempt - now).total_seconds())
+        # Between attempts the controller reports Backoff: the status stays as it is (no write).
+        held = quiet(st, observed(fold.Backoff(BP)), now + timedelta(seconds=1))
+        assert held.blueprints == st.blueprints
+        now = entry.backoff.next_attempt
+    assert waits == [5, 10, 20, 20, 20]
+    assert st.blueprints[0].backoff is not None and st.blueprints[0].backoff.failures == 5
+
+
+def test_success_clears_the_backoff() -> None:
+    st = MemberClusterStatus()
+    for i in range(3):
+        st = fold.fold_member(st, observed(failing()), at(i * 60), policy=NO_JITTER)
+    ok = quiet(st, observed(fold.Applied(BP, "1.1.0", result("1.1.0"), attempt="a1")), at(600))
+    assert ok.blueprints[0].state == "Ready" and ok.blueprints[0].backoff is None
+    patch = fold.status_patch(stored(st), ok, fold.MEMBER_KEYS)
+    assert patch is not None and "backoff" not in patch["blueprints"][0]
+    again = fold.fold_member(ok, observed(failing()), at(700), policy=NO_JITTER)
+    assert again.blueprints[0].backoff is not None and again.blueprints[0].backoff.failures == 1
+
+
+def test_a_new_version_or_new_inputs_start_the_count_again() -> None:
+    st = MemberClusterStatus()
+    for i in range(4):
+        st = fold.fold_member(st, observed(failing("1.1.0", "a1")), at(i * 60), policy=NO_JITTER)
+    assert st.blueprints[0].backoff is not None and st.blueprints[0].backoff.failures == 4
+    newer = fold.fold_member(st, observed(failing("1.2.0", "a2")), at(300), policy=NO_JITTER)
+    assert newer.blueprints[0].backoff is not None
+    assert (newer.blueprints[0].backoff.failures, newer.blueprints[0].backoff.next_attempt) == (1, at(305))
+    render = fold.fold_member(newer, observed(fold.NotApplied(BP, "1.2.0", "bad", attempt="a3")), at(400))
+    assert render.blueprints[0].backoff is not None and render.blueprints[0].backoff.failures == 1
+
+
+def test_drifted_is_not_a_failure_and_clears_the_backoff() -> None:
+    st = fold.fold_member(MemberClusterStatus(), observed(failing("1.0.0")), T0, policy=NO_JITTER)
+    drifted = fold.fold_member(st, observed(fold.Applied(BP, "1.0.0", result(drifted=True, error="x"))), at(60))
+    assert drifted.blueprints[0].state == "Drifted" and drifted.blueprints[0].backoff is None
+
+
+def test_jitter_seeds_differ_per_member_and_blueprint() -> None:
+    policy = BackoffPolicy(base_seconds=100, cap_seconds=100)
+    entries = [
+        fold.fold_member(MemberClusterStatus(), observed(failing()), T0, policy=policy, cluster=c).blueprints[0]
+        for c in ("alpha", "beta", "gamma", "delta")
+    ]
+    times = {e.backoff.next_attempt for e in entries if e.backoff is not None}
+    assert len(times) > 1 and all(t is not None and at(80) <= t <= at(100) for t in times)
+
+
+def test_an_unreachable_member_backs_off_and_a_reachable_one_clears_it() -> None:
+    ok = fold.fold_member(MemberClusterStatus(), observed(fold.Applied(BP, "1.0.0", result())), T0)
+    st, now, waits = ok, at(10), []
+    for _ in range(4):
+        st = fold.fold_unreachable(
+            MemberClusterStatus.model_validate(stored(st)), "Unreachable", "down", now, attempt="k1", policy=NO_JITTER
+        )
+        assert st.backoff is not None and st.backoff.next_attempt is not None
+        waits.append((st.backoff.next_attempt - now).total_seconds())
+        now = st.backoff.next_attempt
+    assert waits == [5, 10, 20, 20] and st.backoff is not None and st.backoff.failures == 4
+    assert cond(st, "Reachable").status == ConditionStatus.FALSE
+    assert st.blueprints == ok.blueprints, "the inventories survive for pruning"
+    fixed = fold.fold_unreachable(st, "ConnectFailed", "no secret", now, attempt="k2", policy=NO_JITTER)
+    assert fixed.backoff is not None and fixed.backoff.failures == 1, "a changed kubeconfig reference starts over"
+    back = quiet(st, observed(fold.Applied(BP, "1.0.0", result())), now)
+    assert back.reachable and back.backoff is None
+    patch = fold.status_patch(stored(st), back, fold.MEMBER_KEYS)
+    assert patch is not None and patch["backoff"] is None, "the stored backoff is removed"
