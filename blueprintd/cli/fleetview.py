@@ -72,12 +72,14 @@ def fleet_summary(blueprints: list[dict[str, Any]], members: list[dict[str, Any]
                 "applied": {a["blueprint"]: a["version"] for a in st.get("appliedRevisions") or []},
                 "blueprints": [
                     {k: p.get(k) for k in ("blueprint", "version", "state", "failedAddon", "message", "current")}
+                    | _backoff(p if p.get("state") == "Failed" else {})
                     for p in st.get("blueprints") or []
                 ],
                 "addons": {"ready": sum(1 for a in addons if a.get("state") == "Ready"), "total": len(addons)},
                 "drift": (st.get("drift") or {}).get("open", 0),
                 "pools": st.get("factsSummary") or [],
                 "lastError": st.get("lastError", ""),
+                **_backoff(st if not st.get("reachable") else {}),
             }
         )
     bps = []
@@ -101,6 +103,16 @@ def fleet_summary(blueprints: list[dict[str, Any]], members: list[dict[str, Any]
             }
         )
     return {"blueprints": bps, "clusters": clusters}
+
+
+def _backoff(st: dict[str, Any]) -> dict[str, Any]:
+    """``failures`` and ``nextAttempt`` of a failed entry or an unreachable member (retries back off)."""
+    backoff = st.get("backoff") or {}
+    return {"failures": backoff.get("failures", 0), "nextAttempt": backoff.get("nextAttempt")}
+
+
+def _retry(entry: dict[str, Any]) -> str:
+    return f" (retry {entry['nextAttempt']})" if entry.get("nextAttempt") else ""
 
 
 def status_cmd(
@@ -130,7 +142,7 @@ def render_status(data: dict[str, Any], console: Console) -> None:
     for c in data["clusters"]:
         bps = (
             ", ".join(
-                f"{p['blueprint']}@{p['version']} {_state(p['state'])}{progress_text(p.get('current'))}"
+                f"{p['blueprint']}@{p['version']} {_state(p['state'])}{progress_text(p.get('current'))}{_retry(p)}"
                 for p in c["blueprints"]
             )
             or "-"
@@ -138,7 +150,7 @@ def render_status(data: dict[str, Any], console: Console) -> None:
         pools = ", ".join(f"{p['pool']}x{p['nodes']}" for p in c["pools"])
         ct.add_row(
             c["name"],
-            "[green]yes[/green]" if c["reachable"] else "[red]no[/red]",
+            "[green]yes[/green]" if c["reachable"] else f"[red]no[/red]{_retry(c)}",
             bps,
             f"{c['addons']['ready']}/{c['addons']['total']}",
             str(c["drift"]),

@@ -96,3 +96,27 @@ def test_plan_in_a_narrow_terminal_keeps_addon_names_whole() -> None:
     assert out.count(LONG_ADDON) == 2, out
     assert "…" not in out
     assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_status_shows_when_a_failed_addon_and_an_unreachable_member_are_retried(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    failed = {
+        "metadata": {"name": "alpha"},
+        "status": {"reachable": True,
+                   "blueprints": [{"blueprint": "gpu-platform", "version": "1.2.0", "state": "Failed",
+                                   "failedAddon": "kata", "message": "template: boom",
+                                   "backoff": {"failures": 3, "nextAttempt": "2026-03-01T12:00:20Z"}}]},
+    }
+    down = {
+        "metadata": {"name": "beta"},
+        "status": {"reachable": False, "lastError": "member API server unreachable",
+                   "backoff": {"failures": 2, "nextAttempt": "2026-03-01T12:05:00Z"}},
+    }
+    data = fleet_summary([], [failed, down])
+    alpha, beta = data["clusters"]
+    assert (alpha["blueprints"][0]["failures"], alpha["blueprints"][0]["nextAttempt"]) == (3, "2026-03-01T12:00:20Z")
+    assert (beta["failures"], beta["nextAttempt"]) == (2, "2026-03-01T12:05:00Z")
+    render_status(data, stdout_console())
+    out = capsys.readouterr().out
+    assert "retry 2026-03-01T12:00:20Z" in out and "retry 2026-03-01T12:05:00Z" in out
