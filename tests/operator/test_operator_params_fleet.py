@@ -5,16 +5,23 @@ members registered in a namespace of its own. The Blueprint is a manifests-only 
 ConfigMap carries ``params.replicas``, so convergence takes seconds. member-1 overrides the
 parameter with ``"many"``: its render is refused, nothing is applied there and its status
 names the parameter, the value and the allowed range; member-2 converges on the default.
-Fixing the override converges member-1 too.
+Fixing the override converges member-1 too, at once although its failure backs off: new values
+are a new attempt.
+
+The operator runs with a small retry backoff (base 2 s, cap 8 s). A second Blueprint whose
+Helm chart cannot be pulled (a deterministic failure) shows that a failing add-on is attempted
+with growing intervals, never before the ``nextAttempt`` its status announces.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,7 @@ pytestmark = pytest.mark.fleet
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "blueprintd.io", "v1alpha1"
+BACKOFF_BASE, BACKOFF_CAP = 2, 8
 
 
 def kubectl(bins: Binaries, fleet: Fleet, *args: str, stdin: str | None = None) -> str:
@@ -93,9 +101,9 @@ class Env:
         obj: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, "memberclusters", name)
         return obj
 
-    def progress(self, name: str) -> dict[str, Any] | None:
+    def progress(self, name: str, blueprint: str = "params-probe") -> dict[str, Any] | None:
         entries = (self.member(name).get("status") or {}).get("blueprints") or []
-        return next((e for e in entries if e.get("blueprint") == "params-probe"), None)
+        return next((e for e in entries if e.get("blueprint") == blueprint), None)
 
     def replicas(self, name: str) -> str | None:
         try:
@@ -124,7 +132,8 @@ def env(fleet: Fleet, kube_binaries: Binaries, tmp_path_factory: pytest.TempPath
     kubectl(kube_binaries, fleet, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
     log = tmp_path_factory.mktemp("params-operator") / "operator.log"
     args = [sys.executable, "-m", "blueprintd", "operator", "--kubeconfig", str(fleet.management.kubeconfig),
-            "-n", ns, "--helm", str(kube_binaries.helm), "--metrics-port", "0", "--member-resync", "2"]
+            "-n", ns, "--helm", str(kube_binaries.helm), "--metrics-port", "0", "--member-resync", "2",
+            "--backoff-base", str(BACKOFF_BASE), "--backoff-cap", str(BACKOFF_CAP)]
     with log.open("ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -178,3 +187,64 @@ def test_bad_override_fails_that_member_only_and_names_the_problem(env: Env) -> 
     wait_for(lambda: env.replicas(bad) == "6", timeout=120, interval=0.5,
              what=f"{bad} to converge once its override is fixed\n{env.log_tail()}")
     assert env.replicas(good) == "2"
+
+
+def unpullable_blueprint(member_ns: str, selector: dict[str, str]) -> dict[str, Any]:
+    """A Helm add-on whose repository refuses connections (loopback port 1): every install
+    fails the same way, before anything reaches the member."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Blueprint",
+        "metadata": {"name": "backoff-probe"},
+        "spec": {
+            "version": "1.0.0",
+            "clusterSelector": {"matchLabels": selector},
+            "addons": [{"name": "unpullable", "namespace": member_ns,
+                        "helm": {"repo": "http://127.0.0.1:1/charts", "chart": "nothing", "version": "1.0.0"}}],
+            "rollout": {"maxUnavailable": "100%", "healthTimeoutSeconds": 600},
+        },
+    }
+
+
+def test_a_deterministic_helm_failure_is_retried_with_growing_intervals(env: Env) -> None:
+    name = env.fleet.members[1].name  # no overrides: member 0's replicas is not this Blueprint's parameter
+    kubectl(env.bins, env.fleet, "apply", "-n", env.ns, "--server-side", "-f", "-",
+            stdin=yaml.safe_dump(unpullable_blueprint(env.member_ns, {"params-test": env.ns})))
+
+    seen: dict[int, dict[str, Any]] = {}  # the entry as first observed with each failure count
+
+    def observe() -> bool:
+        entry = env.progress(name, "backoff-probe")
+        if entry and entry.get("state") == "Failed" and entry.get("backoff"):
+            seen.setdefault(entry["backoff"]["failures"], entry)
+        return max(seen, default=0) >= 5
+
+    wait_for(observe, timeout=240, interval=0.25, what=f"5 failed attempts on {name}\n{env.log_tail()}")
+    first = seen[min(seen)]
+    assert first["failedAddon"] == "unpullable" and "127.0.0.1:1" in first["message"], first
+    assert env.member(name)["status"]["lastError"], "the failure is shown in the member status"
+
+    def ts(value: str) -> datetime:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+    for n, entry in sorted(seen.items()):
+        wait = (ts(entry["backoff"]["nextAttempt"]) - ts(entry["lastAttempt"])).total_seconds()
+        exact = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (n - 1))
+        assert 0.8 * exact <= wait <= exact, f"attempt {n} announced a {wait} s wait, the rule says {exact} s"
+        later = seen.get(n + 1)
+        if later is not None:  # never retried before the announced time
+            assert ts(later["lastAttempt"]) >= ts(entry["backoff"]["nextAttempt"]), (entry, later)
+    gaps = [(ts(seen[n + 1]["lastAttempt"]) - ts(seen[n]["lastAttempt"])).total_seconds()
+            for n in sorted(seen) if n + 1 in seen]
+    assert gaps and max(gaps) >= 0.8 * BACKOFF_CAP, f"the intervals grew toward the cap: {gaps}"
+
+    # `blueprintd status -o json` says when the next attempt is.
+    done = subprocess.run(
+        [sys.executable, "-m", "blueprintd", "status", "--kubeconfig", str(env.fleet.management.kubeconfig),
+         "-n", env.ns, "-o", "json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1, done.stderr  # not converged
+    cluster = next(c for c in json.loads(done.stdout)["clusters"] if c["name"] == name)
+    probe = next(p for p in cluster["blueprints"] if p["blueprint"] == "backoff-probe")
+    assert probe["state"] == "Failed" and probe["failures"] >= 5 and probe["nextAttempt"]
