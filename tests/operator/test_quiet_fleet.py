@@ -8,6 +8,9 @@ registered, one of them is deleted again, a member is relabelled out of the sele
 finally the Blueprint is deleted. After each change settles, the management API server's
 audit log shows no write in the namespace and the members' audit logs no write by the
 operator over a quiet window (``BLUEPRINTD_TEST_QUIET_SECONDS``, default 60, never below 30).
+The one exception is an unreachable member's status at each retry its backoff announced
+(``status.backoff``): exactly one write per failed attempt, none in between, and far fewer
+attempts than resyncs.
 """
 
 from __future__ import annotations
@@ -114,15 +117,30 @@ def blueprint(env: Env) -> dict[str, Any]:
     }
 
 
-def assert_quiet(env: Env, seconds: float) -> None:
-    """No write at all in the operator's namespace, and none by the operator on any member."""
+def failures(env: Env, member: str) -> int:
+    return int((status_of(env, "memberclusters", member).get("backoff") or {}).get("failures", 0))
+
+
+def assert_quiet(env: Env, seconds: float, unreachable: tuple[str, ...] = ()) -> None:
+    """No write at all in the operator's namespace, and none by the operator on any member.
+
+    An ``unreachable`` member's status is written once per failed retry (its backoff counts
+    them), and never between two: the backoff (base 5 s, doubling) allows at most 4 retries in
+    a minute, where a retry on every 2 s resync would write 30 times."""
     import time
 
+    before = {name: failures(env, name) for name in unreachable}
     marks = {m.name: m.audit.mark() for m in env.fleet.members}
     mgmt_mark = env.fleet.management.audit.mark()
     time.sleep(seconds)
     assert env.operator.alive(), env.operator.tail()
     mgmt = [w for w in env.fleet.management.audit.writes(mgmt_mark) if w.namespace == env.ns]
+    after = {name: failures(env, name) for name in unreachable}  # read last: it counts every write above
+    for name in unreachable:
+        retries = [w for w in mgmt if (w.resource, w.subresource, w.name) == ("memberclusters", "status", name)]
+        assert len(retries) <= after[name] - before[name], f"{name}: a write that was not a retry"
+        assert len(retries) <= 4 * (seconds / 60 + 1), f"{name}: {len(retries)} retries in {seconds} s"
+        mgmt = [w for w in mgmt if w not in retries]
     assert mgmt == [], [(w.verb, w.resource, w.subresource, w.name, w.user) for w in mgmt]
     for m in env.fleet.members:
         writes = m.audit.writes(marks[m.name], user=OPERATOR_USER)
@@ -201,7 +219,7 @@ def test_quiet_after_a_member_is_deleted_with_unreachable_and_relabelled_members
     assert "ghost" not in json.dumps(rollout["waves"])
     reach = next(c for c in status_of(env, "memberclusters", "lost")["conditions"] if c["type"] == "Reachable")
     assert reach["status"] == "False" and "allowExecAuth" in reach["message"]
-    assert_quiet(env, QUIET_SECONDS)
+    assert_quiet(env, QUIET_SECONDS, unreachable=("lost",))
     # `blueprintd plan` runs the reconcile's own pipeline: it agrees there is nothing to do.
     out = subprocess.run(
         [sys.executable, "-m", "blueprintd", "plan", env.bp, "--cluster", env.fleet.members[0].name,
@@ -218,4 +236,4 @@ def test_quiet_after_the_blueprint_is_deleted(env: Env) -> None:
     first = env.fleet.members[0].name
     wait_for(lambda: not status_of(env, "memberclusters", first).get("blueprints"), timeout=60,
              what="the member to release the deleted Blueprint")  # fmt: skip
-    assert_quiet(env, QUIET_SECONDS)
+    assert_quiet(env, QUIET_SECONDS, unreachable=("lost",))
