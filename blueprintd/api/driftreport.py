@@ -17,6 +17,7 @@ from pydantic import Field
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import DriftMode
 from blueprintd.api.common import ObjectMeta
+from blueprintd.api.ref import ObjectRef  # the one identity type; stored as {apiVersion, kind, namespace, name}
 
 DriftAction = Literal["remediated", "notified", "blocked", "open"]
 DriftReason = Literal[
@@ -30,15 +31,6 @@ DriftReason = Literal[
     "label-removed",
     "label-changed",
 ]
-
-
-class ObjectRef(ApiModel):
-    """A Kubernetes object in the member cluster."""
-
-    api_version: str = Field(description="apiVersion, e.g. apps/v1 (helm.sh/v3 for a Helm release).")
-    kind: str = Field(description="Kind, e.g. DaemonSet (HelmRelease for a Helm release).")
-    name: str = Field(description="Name.")
-    namespace: str | None = Field(default=None, description="Namespace, for namespaced kinds.")
 
 
 class DriftEntry(ApiModel):

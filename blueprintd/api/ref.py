@@ -8,11 +8,19 @@ Text forms are for output and storage only and are produced here: ``str(ref)`` f
 (``ConfigMap ns/name``, ``HelmRelease ns/name``, ``Node name``) and :attr:`ObjectRef.key` for
 the inventory's wire format (``apiVersion|Kind|namespace|name``), parsed back only by
 :meth:`ObjectRef.from_key` when status is read. No identity is recovered from display text.
+
+It is also a pydantic field type: API models (the DriftReport's ``object`` and ``protected``)
+store it as ``{apiVersion, kind, namespace, name}`` (namespace left out when cluster-scoped),
+so the wire model and the identity the code uses are the same value, with no conversions.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 RELEASE_API_VERSION = "helm.sh/v3"  # what a Helm release is called when it is a drift target
 RELEASE_KIND = "HelmRelease"
@@ -63,6 +71,58 @@ class ObjectRef(NamedTuple):
     def __str__(self) -> str:
         ns = f"{self.namespace}/" if self.namespace else ""
         return f"{self.kind} {ns}{self.name}"
+
+    @classmethod
+    def from_wire(cls, data: Any) -> ObjectRef:
+        """Parse the stored object form (:meth:`to_wire`); raises ValueError naming the bad field.
+        A missing or null namespace is cluster-scoped (""); snake_case keys are accepted too,
+        as for every API model."""
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, dict):
+            raise ValueError(f"object reference must be a mapping with apiVersion, kind and name, not {data!r}")
+        keys = {"apiVersion": "api_version", "kind": "kind", "namespace": "namespace", "name": "name"}
+        unknown = sorted(k for k in data if k not in keys and k not in keys.values())
+        if unknown:
+            raise ValueError(f"object reference: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(keys)}")
+        parts: dict[str, str] = {}
+        for wire, attr in keys.items():
+            value = data.get(wire, data.get(attr))
+            if value is None and attr == "namespace":
+                value = ""
+            if value is None:
+                raise ValueError(f"object reference: {wire} is required")
+            if not isinstance(value, str):
+                raise ValueError(f"object reference: {wire} must be a string, not {value!r}")
+            parts[attr] = value
+        return cls(**parts)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        """Validated by :meth:`from_wire`, serialised by :meth:`to_wire` (in Python and JSON mode)."""
+        return core_schema.no_info_plain_validator_function(
+            cls.from_wire, serialization=core_schema.plain_serializer_function_ser_schema(cls.to_wire)
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """The stored form's schema (what the CRD publishes and ``kubectl explain`` shows)."""
+        return {
+            "type": "object",
+            "properties": {
+                "apiVersion": {
+                    "type": "string",
+                    "description": "apiVersion, e.g. apps/v1 (helm.sh/v3 for a Helm release).",
+                },
+                "kind": {"type": "string", "description": "Kind, e.g. DaemonSet (HelmRelease for a Helm release)."},
+                "name": {"type": "string", "description": "Name."},
+                "namespace": {"type": "string", "description": "Namespace, for namespaced kinds."},
+            },
+            "required": ["apiVersion", "kind", "name"],
+            "description": "A Kubernetes object in the member cluster.",
+        }
 
     def to_wire(self) -> dict[str, Any]:
         out = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}

@@ -49,15 +49,12 @@ REDACTED = "<redacted>"
 _SENSITIVE = re.compile(r"(?i)(passw|secret|token|credential|api[-_]?key|private[-_]?key|(^|[-_.])key$)")
 
 
-Ref = ObjectRef  # what a drift target points at: an object, a Helm release or a node
-
-
 @dataclass(frozen=True, order=True)
 class Target:
     """One thing a check compares: it is also the unit a watch event touches and a remediation restores."""
 
     kind: TargetKind
-    ref: Ref
+    ref: ObjectRef
 
     @property
     def id(self) -> str:
@@ -65,11 +62,11 @@ class Target:
 
 
 def release_target(namespace: str, name: str) -> Target:
-    return Target("release", Ref(RELEASE_API_VERSION, RELEASE_KIND, namespace, name))
+    return Target("release", ObjectRef(RELEASE_API_VERSION, RELEASE_KIND, namespace, name))
 
 
 def node_target(name: str) -> Target:
-    return Target("node", Ref("v1", "Node", "", name))
+    return Target("node", ObjectRef("v1", "Node", "", name))
 
 
 @dataclass(frozen=True)
@@ -486,7 +483,7 @@ class DriftIndex:
                     t = release_target(step.helm.namespace, step.helm.release_name)
                     index.releases[t.id] = TrackedRelease(state, step, t)
                 for obj in desired_objects(state, step):
-                    t = Target("object", Ref.of(obj))
+                    t = Target("object", ObjectRef.of(obj))
                     index.objects[t.id] = TrackedObject(state, step, obj, t)
             mode = node_label_mode(state)
             for node, labels in wanted_node_labels(state).items():
@@ -504,7 +501,7 @@ class DriftIndex:
             ns = step.helm.namespace if step.helm is not None else step.namespace
             if not ns or ns in SYSTEM_NAMESPACES:
                 continue
-            t = Target("guarded", Ref("v1", "Namespace", "", ns))
+            t = Target("guarded", ObjectRef("v1", "Namespace", "", ns))
             if t.id in self.objects or Target("object", t.ref).id in self.objects:
                 continue
             obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
@@ -523,7 +520,7 @@ class DriftIndex:
             return []
         ids = []
         for obj, compare in [*((o, True) for o in objs), *((o, False) for o in guarded)]:
-            t = Target("rendered" if compare else "guarded", Ref.of(obj))
+            t = Target("rendered" if compare else "guarded", ObjectRef.of(obj))
             if any(Target(k, t.ref).id in self.objects for k in ("object", "rendered", "guarded")):
                 continue
             self.objects[t.id] = TrackedObject(rel.desired, rel.step, obj, t, compare=compare)

@@ -37,11 +37,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from blueprintd.api.driftreport import DriftEntry
+from blueprintd.api.ref import ObjectRef
 from blueprintd.cluster import helmrecords as helmrelease
 from blueprintd.cluster.management import ManagementStore
 from blueprintd.cluster.session import MemberSession
 from blueprintd.drift import admission, report, retry
-from blueprintd.drift.detect import Drift, DriftIndex, Ref, Target, node_target, release_target, rendered_objects
+from blueprintd.drift.detect import Drift, DriftIndex, Target, node_target, release_target, rendered_objects
 from blueprintd.drift.respond import GUARD_MANAGER, Responder
 from blueprintd.drift.watch import ApiCounter, Changed, Lost, MemberWatch, StreamSpec, Synced
 from blueprintd.errors import BlueprintdError
@@ -192,8 +193,6 @@ class DriftMonitor:
         """A Blueprint stopped selecting ``cluster_name``: remove its block-mode admission
         policies there, so whatever it leaves behind is writable again. (Its targets leave the
         watch set on the next ``track``, which is given the remaining Blueprints only.)"""
-        from blueprintd.cluster.objects import ObjectRef
-
         for suffix in ("", "nodes"):
             name = admission.policy_name(blueprint, suffix)
             for kind in ("ValidatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy"):
@@ -252,7 +251,7 @@ class ClusterMonitor:
         self.synced: set[StreamSpec] = set()
         self.releases: dict[str, _Release] = {}  # release target id -> records
         self.entries: dict[report.Key, DriftEntry] = {}
-        self.protected: set[Ref] = set()
+        self.protected: set[ObjectRef] = set()
         self.users: list[str] = [parent.operator_user] if parent.operator_user else []
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
@@ -323,11 +322,11 @@ class ClusterMonitor:
         for rid in self.index.releases:
             self._index_rendered(rid)
         self._set_streams()
-        refs = {str(t.ref) for t in self.index.targets()}
+        refs = {t.ref for t in self.index.targets()}
         helm_addons = {(r.desired.blueprint, r.step.addon) for r in self.index.releases.values()}
         if report.forget_except(self.entries, refs, {d.blueprint for d in desired}, helm_addons):
             self.dirty = True
-        still = {r for r in self.protected if str(r) in refs}  # an untracked Blueprint protects nothing
+        still = {r for r in self.protected if r in refs}  # an untracked Blueprint protects nothing
         if still != self.protected:
             self.protected = still
             self.dirty = True
@@ -446,7 +445,7 @@ class ClusterMonitor:
             if key[1] in self.index.nodes:
                 self._check(t)
             return
-        ref = Ref.of(obj)
+        ref = ObjectRef.of(obj)
         for kind in ("object", "rendered", "guarded"):
             t = Target(kind, ref)
             if t.id in self.index.objects:
@@ -477,7 +476,7 @@ class ClusterMonitor:
         want = admission.block_labels(tracked.desired.blueprint)
         labels = (secret.get("metadata") or {}).get("labels") or {}
         key = f"guard:Secret {ns}/{secret['metadata']['name']}"
-        ref = Ref("v1", "Secret", ns, secret["metadata"]["name"])
+        ref = ObjectRef("v1", "Secret", ns, secret["metadata"]["name"])
         if all(labels.get(k) == v for k, v in want.items()):
             # Listed as protected: this revision's record, not the ones it superseded.
             prefix = helmrelease.secret_name(cur.name, 0)[:-1]
@@ -580,7 +579,7 @@ class ClusterMonitor:
             return True
         ref = d.target.ref
         if d.reason in ("deleted", "label-removed"):
-            key = ref if d.reason == "deleted" else Ref.node(ref.name)
+            key = ref if d.reason == "deleted" else ObjectRef.node(ref.name)
             if self.session.objects.removed.get(key, 0.0) > self.tracked_at:
                 return True
         release = self._release_of(d.target)
@@ -606,8 +605,7 @@ class ClusterMonitor:
 
     def _record(self, target: Target, drifts: list[Drift], live: Any) -> None:
         now = utcnow()
-        text = str(target.ref)
-        had_open = any(k[1] == text and e.resolved_at is None for k, e in self.entries.items())
+        had_open = any(k[1] == target.ref and e.resolved_at is None for k, e in self.entries.items())
         new = report.update_target(self.entries, target.ref, drifts, now)
         if new or had_open or drifts:
             self.dirty = True
@@ -634,13 +632,13 @@ class ClusterMonitor:
             return
         if mode == "remediate":  # paused cluster
             report.mark(self.entries, target.ref, "open", "the MemberCluster is paused: not restored", now)
-            self._event("DriftDetected", f"{text}: {_paths(paths)} changed{by}; cluster paused, not restored")
+            self._event("DriftDetected", f"{target.ref}: {_paths(paths)} changed{by}; cluster paused, not restored")
         elif mode == "notify":
-            self._event("DriftDetected", f"{text}: {_paths(paths)} changed{by} (drift mode notify: not restored)")
+            self._event("DriftDetected", f"{target.ref}: {_paths(paths)} changed{by} (drift mode notify: not restored)")
         else:
             msg = f"changed despite drift mode block{by}: the identity is exempt from, or not covered by, the policy"
             report.mark(self.entries, target.ref, "open", msg, now)
-            self._event("DriftBypassedBlock", f"{text}: {_paths(paths)} {msg}")
+            self._event("DriftBypassedBlock", f"{target.ref}: {_paths(paths)} {msg}")
 
     def _restore(
         self, target: Target, drifts: list[Drift], now: datetime, paths: tuple[str, ...], manager: str
@@ -806,8 +804,6 @@ class ClusterMonitor:
             log.warning("drift %s: admission policies: %s", self.name, exc)
 
     async def _exists(self, ref: dict[str, Any]) -> bool:
-        from blueprintd.cluster.objects import ObjectRef
-
         self.counter.add("get")
         return await asyncio.to_thread(self.responder.objects.get, ObjectRef.of(ref)) is not None
 

@@ -13,30 +13,22 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from blueprintd.api.driftreport import DriftAction, DriftCounts, DriftEntry, ObjectRef
+from blueprintd.api.driftreport import DriftAction, DriftCounts, DriftEntry
 from blueprintd.api.membercluster import DriftSummary
-from blueprintd.drift.detect import Drift, Ref
+from blueprintd.api.ref import ObjectRef
+from blueprintd.drift.detect import Drift
 
-Key = tuple[str, str, str]  # (blueprint, "Kind ns/name", path)
+Key = tuple[str, ObjectRef, str]  # (blueprint, object, path)
 MAX_ENTRIES = 2000
 RETENTION = timedelta(hours=24)  # resolved entries are dropped after this
 
 
-def ref_text(ref: ObjectRef) -> str:
-    ns = f"{ref.namespace}/" if ref.namespace else ""
-    return f"{ref.kind} {ns}{ref.name}"
-
-
 def entry_key(entry: DriftEntry) -> Key:
-    return (entry.blueprint, ref_text(entry.object), entry.path)
+    return (entry.blueprint, entry.object, entry.path)
 
 
 def drift_key(d: Drift) -> Key:
-    return (d.blueprint, str(d.target.ref), d.path)
-
-
-def object_ref(ref: Ref) -> ObjectRef:
-    return ObjectRef(api_version=ref.api_version, kind=ref.kind, name=ref.name, namespace=ref.namespace or None)
+    return (d.blueprint, d.target.ref, d.path)
 
 
 def initial_action(d: Drift) -> DriftAction:
@@ -57,10 +49,11 @@ def load(entries: Iterable[dict[str, Any]]) -> dict[Key, DriftEntry]:
     return out
 
 
-def update_target(entries: dict[Key, DriftEntry], ref: Ref, drifts: list[Drift], now: datetime) -> list[DriftEntry]:
+def update_target(
+    entries: dict[Key, DriftEntry], ref: ObjectRef, drifts: list[Drift], now: datetime
+) -> list[DriftEntry]:
     """Merge one check of ``ref`` into ``entries`` (in place); returns the entries that are new
     (first seen, or seen again after they had been resolved)."""
-    text = str(ref)
     found = {drift_key(d): d for d in drifts}
     new: list[DriftEntry] = []
     for key, d in found.items():
@@ -70,7 +63,7 @@ def update_target(entries: dict[Key, DriftEntry], ref: Ref, drifts: list[Drift],
                 blueprint=d.blueprint,
                 addon=d.addon,
                 mode=d.mode,
-                object=object_ref(d.target.ref),
+                object=d.target.ref,
                 path=d.path,
                 pointer=d.pointer,
                 reason=d.reason,
@@ -92,18 +85,17 @@ def update_target(entries: dict[Key, DriftEntry], ref: Ref, drifts: list[Drift],
         if d.detail:
             e.message = d.detail[:4096] if e.action in ("open", "notified") else e.message
     for key, e in entries.items():
-        if key[1] == text and key not in found and e.resolved_at is None:
+        if key[1] == ref and key not in found and e.resolved_at is None:
             e.resolved_at = now
     return new
 
 
-def mark(entries: dict[Key, DriftEntry], ref: Ref, action: DriftAction, message: str, since: datetime) -> bool:
+def mark(entries: dict[Key, DriftEntry], ref: ObjectRef, action: DriftAction, message: str, since: datetime) -> bool:
     """Record what was done about ``ref``'s drift: its open entries, and those resolved since
     the action started (the restore's own watch event may resolve them first). True if changed."""
-    text = str(ref)
     changed = False
     for key, e in entries.items():
-        if key[1] != text or (e.resolved_at is not None and e.resolved_at < since):
+        if key[1] != ref or (e.resolved_at is not None and e.resolved_at < since):
             continue
         if e.action != action or e.message != message:
             e.action, e.message = action, message[:4096]
@@ -119,7 +111,7 @@ def touch(entries: dict[Key, DriftEntry], now: datetime) -> None:
 
 
 def forget_except(
-    entries: dict[Key, DriftEntry], refs: set[str], blueprints: set[str], helm_addons: set[tuple[str, str]]
+    entries: dict[Key, DriftEntry], refs: set[ObjectRef], blueprints: set[str], helm_addons: set[tuple[str, str]]
 ) -> bool:
     """Drop entries of tracked Blueprints whose object is no longer tracked (the Blueprint
     stopped setting it, so its drift is no longer anyone's business). Objects a Helm add-on
@@ -168,14 +160,14 @@ def summary(c: DriftCounts) -> DriftSummary:
     )
 
 
-def status(entries: dict[Key, DriftEntry], protected: Iterable[Ref], now: datetime) -> dict[str, Any]:
+def status(entries: dict[Key, DriftEntry], protected: Iterable[ObjectRef], now: datetime) -> dict[str, Any]:
     """The DriftReport status as stored (entries in a stable order: open first, then by object)."""
-    ordered = sorted(entries.values(), key=lambda e: (e.resolved_at is not None, ref_text(e.object), e.path))
+    ordered = sorted(entries.values(), key=lambda e: (e.resolved_at is not None, str(e.object), e.path))
     prot = sorted(set(protected))
     return {
         "entries": [e.to_wire() for e in ordered],
         "summary": counts(ordered, len(prot)).to_wire(),
-        "protected": [object_ref(r).to_wire() for r in prot],
+        "protected": [r.to_wire() for r in prot],
         "lastUpdated": now.isoformat().replace("+00:00", "Z"),
     }
 

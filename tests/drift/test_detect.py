@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from blueprintd.api.ref import ObjectRef
 from blueprintd.drift.detect import (
     REDACTED,
     DriftIndex,
-    Ref,
     Target,
     check_node,
     detect,
@@ -382,7 +382,7 @@ def test_a_null_a_chart_renders_is_not_set_so_the_server_default_is_no_drift() -
     # Even a raw null reaching the comparison (not passed through rendered_objects) sets nothing.
     index = DriftIndex.build([state])
     index.set_rendered(release_target("kai", "kai").id, [docs[0] | {"metadata": {"name": "cluster-policy"}}])
-    assert index.check(Target("rendered", Ref.of(cp)), cp) == []
+    assert index.check(Target("rendered", ObjectRef.of(cp)), cp) == []
 
 
 def test_namespaces_chart_secrets_and_chart_crds_are_guarded_but_never_compared() -> None:

@@ -90,15 +90,16 @@ def test_a_restore_that_does_not_take_effect_counts_as_a_failure() -> None:
 
 
 def test_a_failure_message_says_what_failed_and_why() -> None:
+    from blueprintd.api.ref import ObjectRef
     from blueprintd.cluster.objects import ApplyError
-    from blueprintd.drift.detect import Ref, Target, release_target
+    from blueprintd.drift.detect import Target, release_target
     from blueprintd.drift.monitor import restore_failure
 
-    ds = Target("rendered", Ref("apps/v1", "DaemonSet", "gpu-operator", "nfd-worker"))
+    ds = Target("rendered", ObjectRef("apps/v1", "DaemonSet", "gpu-operator", "nfd-worker"))
     msg = restore_failure(ds, KeyError("resources"))
     assert msg.startswith("restoring DaemonSet gpu-operator/nfd-worker failed: unexpected KeyError")
     assert msg != "restore failed: 'resources'" and "operator log" in msg
     refused = ApplyError('applying ClusterPolicy cluster-policy: ... must be of type string')
-    assert restore_failure(Target("rendered", Ref("nvidia.com/v1", "ClusterPolicy", "", "cluster-policy")),
+    assert restore_failure(Target("rendered", ObjectRef("nvidia.com/v1", "ClusterPolicy", "", "cluster-policy")),
                            refused) == f"restoring ClusterPolicy cluster-policy failed: {refused}"
     assert restore_failure(release_target("kai", "kai"), refused).startswith("restoring Helm release kai/kai failed")
