@@ -13,7 +13,6 @@ round trip to the repository and the answer never changes for a pinned version.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +55,6 @@ class HelmClient:
         # this client, and two concurrent upgrades of one release make helm fail with
         # "another operation is in progress".
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        # When the reconcile last changed a release (time.monotonic()): until the operator hands
-        # drift detection its new DesiredState, what it sees on that release is the reconcile's
-        # own work in flight (an upgrade, a failed upgrade, a prune), not drift.
-        self.changed: dict[tuple[str, str], float] = {}
 
     def _lock(self, name: str, namespace: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
@@ -115,16 +110,9 @@ class HelmClient:
         chart: str,
         version: str,
         values: dict[str, Any],
-        *,
-        by_drift: bool = False,
     ) -> ReleaseState:
-        """Install or upgrade to exactly ``values`` (no reuse of values left from earlier revisions).
-
-        ``by_drift``: a drift remediation restoring what is already tracked (not recorded in
-        ``changed``)."""
+        """Install or upgrade to exactly ``values`` (no reuse of values left from earlier revisions)."""
         async with self._lock(name, namespace):
-            if not by_drift:
-                self.changed[(namespace, name)] = time.monotonic()
             return await self._install_or_upgrade(name, namespace, repo, chart, version, values)
 
     async def _install_or_upgrade(
@@ -164,7 +152,6 @@ class HelmClient:
         """
         from pyhelm3 import errors
 
-        self.changed[(state.namespace, state.name)] = time.monotonic()
         try:
             if state.status == "pending-install" or state.revision <= 1:
                 await self._client.uninstall_release(state.name, namespace=state.namespace, wait=False)
@@ -176,7 +163,6 @@ class HelmClient:
     async def uninstall(self, name: str, namespace: str) -> None:
         from pyhelm3 import errors
 
-        self.changed[(namespace, name)] = time.monotonic()
         try:
             async with self._lock(name, namespace):
                 await self._client.uninstall_release(name, namespace=namespace, wait=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from typing import Any
 
 from blueprintd.api.ref import ObjectRef as ObjectRef  # re-exported: the adapters name objects with it
@@ -36,10 +35,6 @@ class ObjectClient:
         # while another thread reads it: ``KeyError: 'resources'``), and every call here runs
         # in a worker thread, several at once when drift is restored on many objects.
         self._discovery = threading.RLock()
-        # What this client deleted or un-labelled, and when (time.monotonic()): a deletion
-        # leaves no field manager behind, so drift detection asks here whether a vanished
-        # object or label was the operator's own prune rather than drift.
-        self.removed: dict[ObjectRef, float] = {}
 
     def _resource(self, api_version: str, kind: str) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
@@ -98,7 +93,6 @@ class ObjectClient:
             res = self._resource(ref.api_version, ref.kind)
         except ApplyError:
             return False  # its CRD is gone, so is the object
-        self.removed[ref] = time.monotonic()
         try:
             res.delete(name=ref.name, namespace=ref.namespace or None)
         except ApiException as exc:
@@ -125,8 +119,6 @@ class ObjectClient:
         from kubernetes.client.rest import ApiException
 
         res = self._resource("v1", "Node")
-        if any(v is None for v in labels.values()):
-            self.removed[ObjectRef.node(name)] = time.monotonic()
         try:
             res.patch(
                 name=name,

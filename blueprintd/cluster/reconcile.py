@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from blueprintd.cluster.progress import StepKind, StepWatch, step_kind
 from blueprintd.cluster.session import MemberSession, StepFailed
+from blueprintd.cluster.writes import Writes
 from blueprintd.plan.inventory import Inventory, inventory_of
 from blueprintd.plan.planner import Action, ClusterPlan, plan_cluster
 from blueprintd.render.desired import DesiredState, Step
@@ -41,6 +42,7 @@ class ReconcileResult:
     drifted: list[str] = field(default_factory=list)  # add-ons not ready because of held drift
     writes: int = 0
     content_hash: str = ""
+    made: Writes = field(default_factory=Writes)  # deletions, label removals, release changes: for drift
 
 
 async def plan_member(
@@ -104,6 +106,8 @@ async def reconcile(
                         await session.wait_ready(step, timeout)
             else:
                 result.writes += len(step_plan.actions)
+                for action in step_plan.actions:
+                    result.made |= Writes.of(action)
                 async with _watched(watch, step, step_kind(a.kind for a in step_plan.actions)):
                     await session.execute_step(step, step_plan)
             result.addons.append(AddonResult(step.addon, "Ready"))
@@ -117,9 +121,11 @@ async def reconcile(
     try:
         for action in plan.node_labels:
             result.writes += 1
+            result.made |= Writes.of(action)
             await session.label_nodes(action)
         for action in plan.prune:
             result.writes += 1
+            result.made |= Writes.of(action)
             await session.prune(action)
     except StepFailed as exc:
         result.error = str(exc)

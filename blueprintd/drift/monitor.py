@@ -21,6 +21,15 @@ What is *not* drift: a field blueprintd itself owns with another value, a revisi
 blueprintd's helm installed, an object or label the reconcile just pruned. Those are the
 operator converging to a new DesiredState it has not handed to ``track`` yet, and restoring
 them would fight the upgrade.
+
+The reconcile says what it did explicitly, never through shared state. The controller calls
+``reconciling`` when a reconcile of the member begins and ``track`` with the DesiredStates and
+the reconcile's ``Writes`` (objects deleted, node labels removed, releases changed) when it
+ends. In between, a finding the reconcile could be making — a deleted object, a removed label,
+anything about a Helm release or the objects it rendered — is held, not recorded. At the
+hand-off each held finding is judged with the writes in hand: one the reconcile made is checked
+again against the new DesiredState (it is the operator's own work unless it still differs
+then); one it did not make is checked at once, as it would have been without a reconcile.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from blueprintd.api.ref import ObjectRef
 from blueprintd.cluster import helmrecords as helmrelease
 from blueprintd.cluster.management import ManagementStore
 from blueprintd.cluster.session import MemberSession
+from blueprintd.cluster.writes import Writes
 from blueprintd.drift import admission, report, retry
 from blueprintd.drift.detect import Drift, DriftIndex, Target, node_target, release_target, rendered_objects
 from blueprintd.drift.respond import GUARD_MANAGER, Responder
@@ -161,10 +171,23 @@ class DriftMonitor:
     def cluster(self, name: str) -> ClusterMonitor | None:
         return self._clusters.get(name)
 
+    def reconciling(self, cluster_name: str) -> None:
+        """A reconcile of ``cluster_name`` began: hold what it may be changing until ``track``."""
+        current = self._clusters.get(cluster_name)
+        if current is not None:
+            current.reconciling()
+
     async def track(
-        self, cluster_name: str, session: MemberSession, desired: list[DesiredState], membercluster: dict[str, Any]
+        self,
+        cluster_name: str,
+        session: MemberSession,
+        desired: list[DesiredState],
+        membercluster: dict[str, Any],
+        writes: Writes | None = None,
     ) -> None:
-        """(Re)start watching ``cluster_name`` for drift from ``desired``; cheap when nothing changed.
+        """The hand-off at the end of a reconcile: (re)start watching ``cluster_name`` for drift
+        from ``desired``, judging what was held meanwhile with the reconcile's ``writes``; cheap
+        when nothing changed.
 
         Never raises: drift monitoring must not fail a reconcile."""
         try:
@@ -185,7 +208,7 @@ class DriftMonitor:
                     current = ClusterMonitor(self, cluster_name, session, membercluster)
                     self._clusters[cluster_name] = current
                     await current.start(carried)
-            await current.update(desired, membercluster)
+            await current.update(desired, membercluster, writes or Writes())
         except Exception:
             log.exception("drift monitor: tracking %s failed", cluster_name)
 
@@ -244,7 +267,9 @@ class ClusterMonitor:
         self.paused = bool((mc.get("spec") or {}).get("paused"))
         self.index = DriftIndex.build([])
         self.fingerprint = ""
-        self.tracked_at = 0.0
+        self.in_flight = False  # a reconcile of this cluster is running (``reconciling`` … ``update``)
+        self.pending: dict[Target, list[Drift]] = {}  # findings held while it runs, judged at the hand-off
+        self.writes_lost = False  # a reconcile ended without a hand-off (it raised): its writes are unknown
         self.counter = ApiCounter()
         self.responder = Responder(session, self.counter)
         self.cache: dict[StreamSpec, dict[tuple[str, str], dict[str, Any]]] = {}
@@ -301,12 +326,17 @@ class ClusterMonitor:
                 await t
         self.tasks.clear()
 
-    async def update(self, desired: list[DesiredState], mc: dict[str, Any]) -> None:
-        """Track a new set of DesiredStates (a no-op when they did not change)."""
+    def reconciling(self) -> None:
+        if self.in_flight:  # the previous reconcile raised before its hand-off
+            self.writes_lost = True
+        self.in_flight = True
+
+    async def update(self, desired: list[DesiredState], mc: dict[str, Any], writes: Writes | None = None) -> None:
+        """Track a new set of DesiredStates (a no-op when they did not change): the hand-off of
+        the reconcile that made ``writes``."""
         self.mc = mc
         self.paused = bool((mc.get("spec") or {}).get("paused"))
-        # The reconcile that called us has finished: whatever it changed before now is done.
-        self.tracked_at = time.monotonic()
+        self._hand_off(writes or Writes(), {d.blueprint for d in desired})
         fp = _fingerprint(desired)
         if fp == self.fingerprint:
             for t in self.held:
@@ -334,6 +364,22 @@ class ClusterMonitor:
             self._protect_release(rid)
         self.queue.put_nowait(_RecheckAll())
         self._spawn(self._ensure_policies())
+
+    def _hand_off(self, writes: Writes, blueprints: set[str]) -> None:
+        """The reconcile has finished. Findings held while it ran that it made (by ``writes``)
+        are the operator's own: checked again once the new DesiredStates are in place. The
+        others are checked now, against the DesiredStates they were seen with, as if no
+        reconcile had been running; those of Blueprints no longer tracked are dropped. When an
+        earlier reconcile raised before its hand-off, what it wrote is unknown: every held
+        finding is then checked again against the new DesiredStates."""
+        self.in_flight = False
+        pending, self.pending = self.pending, {}
+        lost, self.writes_lost = self.writes_lost, False
+        for target, found in sorted(pending.items(), key=lambda kv: kv[0]):
+            if lost or any(self._made_by(d, writes) for d in found):
+                self.held.add(target)
+            elif any(d.blueprint in blueprints for d in found):
+                self._check(target)
 
     def _set_streams(self) -> None:
         specs = {stream_of(t) for t in self.index.targets()}
@@ -555,6 +601,11 @@ class ClusterMonitor:
         else:
             self.deferred.pop(target.id, None)
         drifts = [d for d in found if not self._operator_made(d)]
+        if self.in_flight and any(self._reconcile_may_make(d) for d in drifts):
+            # Judged at the hand-off, with the reconcile's writes (the entries stay as they are).
+            self.pending[target] = drifts
+            return
+        self.pending.pop(target, None)
         if len(drifts) != len(found):
             self.held.add(target)
         self._record(target, drifts, live)
@@ -571,23 +622,28 @@ class ClusterMonitor:
         self.loop.call_later(RENDERED_GRACE - (now - since) + 0.01, self._deliver, _Recheck(target))
         return True
 
+    def _reconcile_may_make(self, d: Drift) -> bool:
+        """Could a running reconcile be the cause (what ``Writes`` can list)?"""
+        return d.reason in ("deleted", "label-removed") or self._release_of(d.target) is not None
+
+    def _made_by(self, d: Drift, writes: Writes) -> bool:
+        """Did the reconcile that made ``writes`` cause this finding (its prune or helm work)?"""
+        ref = d.target.ref
+        if d.reason == "deleted" and ref in writes.deleted:
+            return True
+        if d.reason == "label-removed" and ObjectRef.node(ref.name) in writes.unlabelled:
+            return True
+        release = self._release_of(d.target)
+        return release is not None and release.ref in writes.releases
+
     def _operator_made(self, d: Drift) -> bool:
-        """The reconcile's own doing (see the module docstring): a field blueprintd owns, or a
-        release / object / label the reconcile changed after it last called ``track`` — it is
-        still working on them, with a DesiredState this monitor has not been given yet."""
+        """The operator's own doing (see the module docstring): a field blueprintd owns, or a
+        rendered object of a release helm is still working on (or that is gone as a whole)."""
         if d.own:
             return True
-        ref = d.target.ref
-        if d.reason in ("deleted", "label-removed"):
-            key = ref if d.reason == "deleted" else ObjectRef.node(ref.name)
-            if self.session.objects.removed.get(key, 0.0) > self.tracked_at:
-                return True
         release = self._release_of(d.target)
         if release is None:
             return False
-        changed = self.session.helm.changed.get((release.ref.namespace, release.ref.name), 0.0)
-        if changed > self.tracked_at:
-            return True
         if d.target.kind == "rendered":
             # helm is mid-operation (objects change before the record says what it installed),
             # or the release is gone: then the release is the drift, reinstalled as a whole.

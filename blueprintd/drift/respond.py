@@ -45,7 +45,7 @@ class Responder:
         assert h is not None
         self.counter.add("helm-upgrade")
         state = await self.session.helm.install_or_upgrade(
-            h.release_name, h.namespace, h.repo, h.chart, h.version, h.values, by_drift=True
+            h.release_name, h.namespace, h.repo, h.chart, h.version, h.values
         )
         return f"restored by helm upgrade --install ({h.chart} {h.version}, revision {state.revision})"
 

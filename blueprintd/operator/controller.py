@@ -28,6 +28,7 @@ from blueprintd.cluster.management import ManagementStore
 from blueprintd.cluster.progress import StepWatch
 from blueprintd.cluster.reconcile import reconcile
 from blueprintd.cluster.session import MemberSession
+from blueprintd.cluster.writes import Writes
 from blueprintd.drift.monitor import DriftMonitor
 from blueprintd.errors import BlueprintdError
 from blueprintd.operator import metrics, status
@@ -87,6 +88,15 @@ class MemberReconcile:
     @property
     def writes(self) -> int:
         return sum(o.result.writes for o in self.outcomes if isinstance(o, status.Applied))
+
+
+def writes_of(outcomes: list[status.Outcome]) -> Writes:
+    """What the reconcile's applies changed, for the drift hand-off."""
+    made = Writes()
+    for o in outcomes:
+        if isinstance(o, status.Applied):
+            made |= o.result.made
+    return made
 
 
 def _blueprint_status(bp: dict[str, Any]) -> BlueprintStatus:
@@ -318,6 +328,7 @@ class Controller:
         # reconcile also apply the drift that notify/block modes otherwise leave alone.
         request, restore = restore_request(mc)
         self._stored[name] = raw
+        self.drift.reconciling(name)  # until track: drift holds what this reconcile may be changing
         try:
             outcomes = await self._outcomes(session, mc, previous, facts, restore)
         finally:
@@ -333,7 +344,7 @@ class Controller:
         patched = await self._write("MemberCluster", raw, new, status.MEMBER_KEYS)
         states = {p.blueprint: p.state for p in new.blueprints}
         ready = [d for (c, b), d in self._rendered.items() if c == name and states.get(b) in ("Ready", "Drifted")]
-        await self.drift.track(name, session, ready, raw)
+        await self.drift.track(name, session, ready, raw, writes_of(outcomes))
         all_ready = any(c.type == "Ready" and c.status == "True" for c in new.conditions)
         metrics.CLUSTER_REACHABLE.labels(cluster=name).set(1)
         metrics.CLUSTER_READY.labels(cluster=name).set(1 if all_ready and not new.last_error else 0)

@@ -1,0 +1,50 @@
+"""What one reconcile changed on a member cluster that drift detection must not take for drift.
+
+A deletion leaves no field manager behind, and a Helm operation changes a release's record and
+objects while it runs, so drift detection cannot tell the reconcile's own pruning or upgrading
+from a person's change by looking at the cluster. The reconcile says it instead: the apply
+path (``cluster.reconcile.reconcile``) builds a :class:`Writes` from the actions it carries out
+and returns it in its ``ReconcileResult``; the controller hands the writes of all Blueprints of
+the member to ``DriftMonitor.track``. Server-side applies are not listed: the fields they set
+are owned by blueprintd's field manager, which drift detection already reads as the operator's.
+
+A plain value (frozen sets of :class:`ObjectRef`): no module reads another's mutable state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from blueprintd.api.ref import ObjectRef
+from blueprintd.plan.planner import Action
+
+
+@dataclass(frozen=True)
+class Writes:
+    """Objects deleted, nodes with labels removed, and Helm releases installed, upgraded,
+    rolled back or uninstalled by one reconcile."""
+
+    deleted: frozenset[ObjectRef] = frozenset()
+    unlabelled: frozenset[ObjectRef] = frozenset()  # nodes (ObjectRef.node) that lost labels
+    releases: frozenset[ObjectRef] = frozenset()  # ObjectRef.release of each release changed
+
+    @classmethod
+    def of(cls, action: Action) -> Writes:
+        """What carrying out ``action`` changes (recorded before it runs: a write that fails
+        half-way may still have changed the cluster). Applies list nothing (see the module)."""
+        ref = action.ref
+        if ref is None:
+            return cls()
+        if action.kind in ("helm-install", "helm-upgrade", "helm-uninstall"):
+            return cls(releases=frozenset({ref}))
+        if action.kind == "delete-object":
+            return cls(deleted=frozenset({ref}))
+        if action.kind == "label-nodes" and any(v is None for v in (action.labels or {}).values()):
+            return cls(unlabelled=frozenset({ref}))
+        return cls()
+
+    def __or__(self, other: Writes) -> Writes:
+        return Writes(self.deleted | other.deleted, self.unlabelled | other.unlabelled, self.releases | other.releases)
+
+    def __bool__(self) -> bool:
+        return bool(self.deleted or self.unlabelled or self.releases)

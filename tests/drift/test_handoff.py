@@ -1,0 +1,270 @@
+"""The reconcile → drift hand-off, in process: a ClusterMonitor fed watch messages by hand.
+
+While a reconcile runs, a finding it could be making (a deleted object, a removed label,
+anything about a Helm release) is held; at ``track`` it is judged with the reconcile's
+``Writes``: the reconcile's own prune is never reported, a person's deletion is. No API server:
+the watch and the responder are replaced by stand-ins that make no call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes.client import Configuration
+
+from blueprintd.api.ref import ObjectRef
+from blueprintd.cluster.writes import Writes
+from blueprintd.drift import monitor as monitor_mod
+from blueprintd.drift.detect import Target
+from blueprintd.drift.monitor import ClusterMonitor, DriftMonitor, DriftSignal
+from blueprintd.drift.watch import Changed, StreamSpec, Synced
+from blueprintd.plan.planner import Action
+from blueprintd.render.desired import DesiredState
+
+CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "ops"}, "data": {"a": "1"}}
+OTHER = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep", "namespace": "ops"}, "data": {"b": "2"}}
+CM_REF = ObjectRef.of(CM)
+OTHER_REF = ObjectRef.of(OTHER)
+STREAM = StreamSpec("v1", "ConfigMap", "ops")
+MC = {"apiVersion": "blueprintd.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": "m1"}}
+
+
+def desired(*objs: dict[str, Any], blueprint: str = "bp") -> DesiredState:
+    return DesiredState.model_validate(
+        {
+            "blueprint": blueprint,
+            "version": "1.0.0",
+            "revision": "sha256:x",
+            "cluster": "m1",
+            "steps": [{"addon": "settings", "namespace": "ops", "manifests": list(objs), "drift": {"mode": "notify"}}],
+        }
+    )
+
+
+LIVE: dict[ObjectRef, dict[str, Any]] = {}
+
+
+def live(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object as the member returns it: as blueprintd applied it (with its labels)."""
+    out = copy.deepcopy(LIVE.get(ObjectRef.of(obj), obj))
+    out["metadata"]["managedFields"] = [{"manager": "blueprintd", "operation": "Apply"}]
+    return out
+
+
+class _Watch:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.specs: set[StreamSpec] = set()
+
+    def set_streams(self, specs: Any) -> None:
+        self.specs = set(specs)
+
+    def relist(self, spec: Any = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Objects:
+    def get(self, ref: ObjectRef) -> None:
+        return None
+
+
+class _Responder:
+    def __init__(self, *args: Any) -> None:
+        self.objects = _Objects()
+
+    async def ensure(self, obj: dict[str, Any]) -> bool:
+        return False
+
+    async def remove(self, *args: Any) -> bool:
+        return False
+
+
+class _Session:
+    name = "m1"
+
+    def __init__(self) -> None:
+        self.api_client = type("ApiClient", (), {"configuration": Configuration()})()
+
+
+@pytest.fixture(autouse=True)
+def no_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(monitor_mod, "MemberWatch", _Watch)
+    monkeypatch.setattr(monitor_mod, "Responder", _Responder)
+    yield
+
+
+async def drain(m: ClusterMonitor) -> None:
+    """Handle what is queued, as the consumer task would."""
+    while not m.queue.empty():
+        await m._handle(m.queue.get_nowait())
+
+
+async def tracked(*objs: dict[str, Any]) -> tuple[ClusterMonitor, list[DriftSignal]]:
+    """A monitor tracking ``objs``, listed and found in line (no drift)."""
+    signals: list[DriftSignal] = []
+    parent = DriftMonitor(None, operator_user="blueprintd-operator", listeners=[signals.append])
+    m = ClusterMonitor(parent, "m1", _Session(), MC)  # type: ignore[arg-type]
+    parent._clusters["m1"] = m
+    await m.update([desired(*objs)], MC)
+    for o in objs:
+        LIVE[ObjectRef.of(o)] = m.index.objects[Target("object", ObjectRef.of(o)).id].obj
+    m._synced(Synced(STREAM, [live(o) for o in objs]))
+    await drain(m)
+    assert not m.entries and not signals, "a clean cluster has no drift"
+    return m, signals
+
+
+def open_refs(m: ClusterMonitor) -> set[ObjectRef]:
+    return {e.object for e in m.entries.values() if e.resolved_at is None}
+
+
+async def _close(m: ClusterMonitor) -> None:
+    await m.stop()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_without_a_reconcile_a_deleted_object_is_reported_at_once() -> None:
+    async def go() -> None:
+        m, signals = await tracked(CM, OTHER)
+        m._changed(Changed(STREAM, "DELETED", live(CM)))
+        assert open_refs(m) == {CM_REF} and [s.event for s in signals] == ["detected"]
+        await _close(m)
+
+    run(go())
+
+
+def test_the_reconciles_own_prune_is_never_reported() -> None:
+    async def go() -> None:
+        m, signals = await tracked(CM, OTHER)
+        m.parent.reconciling("m1")
+        m._changed(Changed(STREAM, "DELETED", live(CM)))  # the prune, seen before the hand-off
+        assert not m.entries and not signals, "held while the reconcile runs"
+        await m.parent.track("m1", m.session, [desired(OTHER)], MC, Writes(deleted=frozenset({CM_REF})))
+        await drain(m)
+        assert not m.entries and not signals, "its own prune: not drift, before or after the hand-off"
+        assert not m.in_flight and not m.pending
+        await _close(m)
+
+    run(go())
+
+
+def test_a_deletion_the_reconcile_did_not_make_is_reported_at_the_hand_off() -> None:
+    async def go() -> None:
+        m, signals = await tracked(CM, OTHER)
+        m.parent.reconciling("m1")
+        m._changed(Changed(STREAM, "DELETED", live(CM)))  # a person, while the reconcile runs
+        assert not m.entries, "held while the reconcile runs"
+        pruned_other = Writes(deleted=frozenset({ObjectRef("v1", "ConfigMap", "ops", "gone")}))
+        await m.parent.track("m1", m.session, [desired(CM, OTHER)], MC, pruned_other)
+        await drain(m)
+        assert open_refs(m) == {CM_REF}, "the reconcile did not delete it: drift"
+        assert [s.event for s in signals] == ["detected"] and signals[0].drifts[0].reason == "deleted"
+        await _close(m)
+
+    run(go())
+
+
+def test_a_held_deletion_the_reconcile_made_of_a_still_wanted_object_is_judged_again() -> None:
+    """The reconcile deleted it but the new DesiredState still wants it: checked again after the
+    hand-off, so the deletion is drift after all (nothing is hidden for ever)."""
+
+    async def go() -> None:
+        m, signals = await tracked(CM, OTHER)
+        m.parent.reconciling("m1")
+        m._changed(Changed(STREAM, "DELETED", live(CM)))
+        await m.parent.track("m1", m.session, [desired(CM, OTHER)], MC, Writes(deleted=frozenset({CM_REF})))
+        assert not m.entries, "its own write is not judged with the DesiredState it was seen with"
+        assert not signals
+        await drain(m)  # the recheck queued at the hand-off
+        assert open_refs(m) == {CM_REF} and [s.event for s in signals] == ["detected"]
+        await _close(m)
+
+    run(go())
+
+
+def test_a_standing_drift_entry_is_left_alone_while_a_reconcile_runs() -> None:
+    async def go() -> None:
+        m, signals = await tracked(CM, OTHER)
+        m._changed(Changed(STREAM, "DELETED", live(CM)))
+        (entry,) = m.entries.values()
+        m.parent.reconciling("m1")
+        m._synced(Synced(STREAM, [live(OTHER)]))  # a relist during the reconcile finds it again
+        assert entry.resolved_at is None and list(m.entries.values()) == [entry], "not resolved, not duplicated"
+        await m.parent.track("m1", m.session, [desired(CM, OTHER)], MC, Writes())
+        await drain(m)
+        assert list(m.entries.values()) == [entry] and entry.resolved_at is None
+        assert [s.event for s in signals] == ["detected"], "no second detection"
+        await _close(m)
+
+    run(go())
+
+
+def test_a_field_change_outside_helm_is_not_held() -> None:
+    """Only what ``Writes`` can list is held: a changed field of a manifest object is judged at
+    once during a reconcile too (the reconcile's own applies are owned by its field manager)."""
+
+    async def go() -> None:
+        m, signals = await tracked(CM, OTHER)
+        m.parent.reconciling("m1")
+        changed = live(CM)
+        changed["data"] = {"a": "2"}
+        changed["metadata"]["managedFields"] = [{"manager": "kubectl-edit", "operation": "Update"}]
+        m._changed(Changed(STREAM, "MODIFIED", changed))
+        assert open_refs(m) == {CM_REF} and [s.event for s in signals] == ["detected"]
+        await _close(m)
+
+    run(go())
+
+
+def test_findings_of_a_blueprint_the_reconcile_stopped_tracking_are_dropped() -> None:
+    async def go() -> None:
+        m, signals = await tracked(CM)
+        m.parent.reconciling("m1")
+        m._changed(Changed(STREAM, "DELETED", live(CM)))  # an onUnselect: Prune, say
+        await m.parent.track("m1", m.session, [], MC, Writes())
+        await drain(m)
+        assert not m.entries and not signals
+        await _close(m)
+
+    run(go())
+
+
+# --- Writes: what the apply path reports ---------------------------------------------------------
+
+
+def test_writes_list_deletions_label_removals_and_release_changes_only() -> None:
+    rel = ObjectRef.release("kai", "kai")
+    node = ObjectRef.node("n1")
+    assert Writes.of(Action(kind="helm-upgrade", ref=rel)) == Writes(releases=frozenset({rel}))
+    assert Writes.of(Action(kind="helm-uninstall", ref=rel)) == Writes(releases=frozenset({rel}))
+    assert Writes.of(Action(kind="delete-object", ref=CM_REF)) == Writes(deleted=frozenset({CM_REF}))
+    removing = Action(kind="label-nodes", ref=node, labels={"a": "1", "b": None})
+    assert Writes.of(removing) == Writes(unlabelled=frozenset({node}))
+    assert not Writes.of(Action(kind="label-nodes", ref=node, labels={"a": "1"})), "setting labels hides nothing"
+    assert not Writes.of(Action(kind="apply", ref=CM_REF, object=CM)), "applies are owned by blueprintd's manager"
+    both = Writes.of(Action(kind="delete-object", ref=CM_REF)) | Writes.of(removing)
+    assert both == Writes(deleted=frozenset({CM_REF}), unlabelled=frozenset({node}))
+
+
+def test_after_a_reconcile_that_raised_before_its_hand_off_held_findings_are_judged_against_the_new_state() -> None:
+    """Its writes never reached the monitor: a deletion held since then may be its prune, so it
+    is judged against the next hand-off's DesiredState, not reported as seen."""
+
+    async def go() -> None:
+        m, signals = await tracked(CM, OTHER)
+        m.parent.reconciling("m1")
+        m._changed(Changed(STREAM, "DELETED", live(CM)))  # pruned by a reconcile that then raised
+        m.parent.reconciling("m1")  # the next reconcile; no track came in between
+        await m.parent.track("m1", m.session, [desired(OTHER)], MC, Writes())
+        await drain(m)
+        assert not m.entries and not signals
+        await _close(m)
+
+    run(go())
