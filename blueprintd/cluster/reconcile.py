@@ -9,6 +9,7 @@ and why. An empty plan makes no write call at all.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
@@ -65,11 +66,15 @@ async def reconcile(
     *,
     restore_drift: bool = False,
     watch: StepWatch | None = None,
+    on_plan: Callable[[Writes], None] | None = None,
 ) -> ReconcileResult:
     """``restore_drift``: also apply what the add-ons' notify/block modes hold back (a person
     asked for it with ``blueprintd drift restore``). ``watch``: reports each add-on step that
-    changes or waits while it runs (``cluster.progress``)."""
+    changes or waits while it runs (``cluster.progress``). ``on_plan`` is told what the plan will
+    write before anything is written (drift holds those targets until the hand-off)."""
     plan = await plan_member(session, desired, inventory, restore_drift=restore_drift)
+    if on_plan is not None:
+        on_plan(Writes.planned(plan.actions()))
     result = ReconcileResult(blueprint=desired.blueprint, version=desired.version, plan=plan)
     steps = {s.addon: s for s in plan.steps}
     held: dict[str, Action] = {}

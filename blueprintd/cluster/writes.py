@@ -2,11 +2,12 @@
 
 A deletion leaves no field manager behind, and a Helm operation changes a release's record and
 objects while it runs, so drift detection cannot tell the reconcile's own pruning or upgrading
-from a person's change by looking at the cluster. The reconcile says it instead: the apply
-path (``cluster.reconcile.reconcile``) builds a :class:`Writes` from the actions it carries out
-and returns it in its ``ReconcileResult``; the controller hands the writes of all Blueprints of
-the member to ``DriftMonitor.track``. Server-side applies are not listed: the fields they set
-are owned by blueprintd's field manager, which drift detection already reads as the operator's.
+from a person's change by looking at the cluster. The reconcile says it instead: before
+applying, ``cluster.reconcile.reconcile`` announces what its plan will write (``on_plan``), and
+it returns the writes it made in ``ReconcileResult.made``; the controller passes the first to
+``DriftMonitor.will_write`` and the union over the member's Blueprints to ``DriftMonitor.track``.
+Server-side applies are not listed: the fields they set are owned by blueprintd's field
+manager, which drift detection already reads as the operator's.
 
 A plain value (frozen sets of :class:`ObjectRef`): no module reads another's mutable state.
 """
@@ -27,6 +28,14 @@ class Writes:
     deleted: frozenset[ObjectRef] = frozenset()
     unlabelled: frozenset[ObjectRef] = frozenset()  # nodes (ObjectRef.node) that lost labels
     releases: frozenset[ObjectRef] = frozenset()  # ObjectRef.release of each release changed
+
+    @classmethod
+    def planned(cls, actions: list[Action]) -> Writes:
+        """What carrying out all of ``actions`` (a plan) would change."""
+        out = cls()
+        for action in actions:
+            out |= cls.of(action)
+        return out
 
     @classmethod
     def of(cls, action: Action) -> Writes:

@@ -22,14 +22,15 @@ blueprintd's helm installed, an object or label the reconcile just pruned. Those
 operator converging to a new DesiredState it has not handed to ``track`` yet, and restoring
 them would fight the upgrade.
 
-The reconcile says what it did explicitly, never through shared state. The controller calls
-``reconciling`` when a reconcile of the member begins and ``track`` with the DesiredStates and
-the reconcile's ``Writes`` (objects deleted, node labels removed, releases changed) when it
-ends. In between, a finding the reconcile could be making — a deleted object, a removed label,
-anything about a Helm release or the objects it rendered — is held, not recorded. At the
-hand-off each held finding is judged with the writes in hand: one the reconcile made is checked
-again against the new DesiredState (it is the operator's own work unless it still differs
-then); one it did not make is checked at once, as it would have been without a reconcile.
+The reconcile says what it does explicitly, never through shared state. The controller calls
+``reconciling`` when a reconcile of the member begins, ``will_write`` with the ``Writes``
+(objects deleted, node labels removed, releases changed) each plan is about to make, and
+``track`` with the DesiredStates and the writes actually made when it ends. In between, a
+finding the planned writes explain — a deleted object or label it prunes, anything about a
+Helm release it changes or the objects that release rendered — is held, not recorded; anything
+else is judged at once. At the hand-off each held finding is judged with the writes in hand:
+one the reconcile made is checked again against the new DesiredState (the operator's own work
+unless it still differs then); one it did not make after all is checked at once.
 """
 
 from __future__ import annotations
@@ -172,10 +173,17 @@ class DriftMonitor:
         return self._clusters.get(name)
 
     def reconciling(self, cluster_name: str) -> None:
-        """A reconcile of ``cluster_name`` began: hold what it may be changing until ``track``."""
+        """A reconcile of ``cluster_name`` began (its hand-off is the next ``track``)."""
         current = self._clusters.get(cluster_name)
         if current is not None:
             current.reconciling()
+
+    def will_write(self, cluster_name: str, planned: Writes) -> None:
+        """The running reconcile of ``cluster_name`` is about to make ``planned``: findings
+        those writes explain are held until ``track``."""
+        current = self._clusters.get(cluster_name)
+        if current is not None:
+            current.will_write(planned)
 
     async def track(
         self,
@@ -268,6 +276,7 @@ class ClusterMonitor:
         self.index = DriftIndex.build([])
         self.fingerprint = ""
         self.in_flight = False  # a reconcile of this cluster is running (``reconciling`` … ``update``)
+        self.planned = Writes()  # what it is about to write (``will_write``)
         self.pending: dict[Target, list[Drift]] = {}  # findings held while it runs, judged at the hand-off
         self.writes_lost = False  # a reconcile ended without a hand-off (it raised): its writes are unknown
         self.counter = ApiCounter()
@@ -331,6 +340,10 @@ class ClusterMonitor:
             self.writes_lost = True
         self.in_flight = True
 
+    def will_write(self, planned: Writes) -> None:
+        self.in_flight = True
+        self.planned |= planned
+
     async def update(self, desired: list[DesiredState], mc: dict[str, Any], writes: Writes | None = None) -> None:
         """Track a new set of DesiredStates (a no-op when they did not change): the hand-off of
         the reconcile that made ``writes``."""
@@ -373,6 +386,7 @@ class ClusterMonitor:
         earlier reconcile raised before its hand-off, what it wrote is unknown: every held
         finding is then checked again against the new DesiredStates."""
         self.in_flight = False
+        self.planned = Writes()
         pending, self.pending = self.pending, {}
         lost, self.writes_lost = self.writes_lost, False
         for target, found in sorted(pending.items(), key=lambda kv: kv[0]):
@@ -601,7 +615,7 @@ class ClusterMonitor:
         else:
             self.deferred.pop(target.id, None)
         drifts = [d for d in found if not self._operator_made(d)]
-        if self.in_flight and any(self._reconcile_may_make(d) for d in drifts):
+        if self.in_flight and any(self._made_by(d, self.planned) for d in drifts):
             # Judged at the hand-off, with the reconcile's writes (the entries stay as they are).
             self.pending[target] = drifts
             return
@@ -621,10 +635,6 @@ class ClusterMonitor:
             return False
         self.loop.call_later(RENDERED_GRACE - (now - since) + 0.01, self._deliver, _Recheck(target))
         return True
-
-    def _reconcile_may_make(self, d: Drift) -> bool:
-        """Could a running reconcile be the cause (what ``Writes`` can list)?"""
-        return d.reason in ("deleted", "label-removed") or self._release_of(d.target) is not None
 
     def _made_by(self, d: Drift, writes: Writes) -> bool:
         """Did the reconcile that made ``writes`` cause this finding (its prune or helm work)?"""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -419,7 +420,14 @@ class Controller:
             return status.NotApplied(bp_name, version, str(exc), on_unselect, attempt)
         self._rendered[(name, bp_name)] = prepared.desired
         watch = self._watch(session, name, bp_name, version)
-        result = await reconcile(session, prepared.desired, prepared.inventory, restore_drift=restore, watch=watch)
+        result = await reconcile(
+            session,
+            prepared.desired,
+            prepared.inventory,
+            restore_drift=restore,
+            watch=watch,
+            on_plan=self._will_write(name),
+        )
         if result.writes:
             metrics.MEMBER_WRITES.labels(cluster=name).inc(result.writes)
             log.info(
@@ -445,6 +453,9 @@ class Controller:
 
         return StepWatch(session, version, publish, self.settings.progress_interval_seconds)
 
+    def _will_write(self, cluster: str) -> Callable[[Writes], None]:
+        return lambda planned: self.drift.will_write(cluster, planned)
+
     async def _unselect(
         self, session: MemberSession, mc: MemberCluster, bp_name: str, entry: BlueprintProgress, action: str
     ) -> str:
@@ -456,7 +467,7 @@ class Controller:
         inventory: Inventory = entry.inventory if entry.inventory.blueprint else Inventory(blueprint=bp_name)
         if action == "Prune":
             empty = DesiredState(blueprint=bp_name, version=str(entry.version), revision="", cluster=name, steps=[])
-            result = await reconcile(session, empty, inventory)
+            result = await reconcile(session, empty, inventory, on_plan=self._will_write(name))
             if result.error:
                 return f"pruning {bp_name}, which no longer selects this cluster: {result.error}"
             metrics.MEMBER_WRITES.labels(cluster=name).inc(result.writes)

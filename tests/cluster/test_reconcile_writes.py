@@ -87,8 +87,11 @@ def test_a_reconcile_returns_its_deletions_label_removals_and_release_changes() 
     old = state("1", [CM, OLD], extra_release=True, labels=True)
     new = state("2", [CM], extra_release=False, labels=False)
     session = Session(live_of(old))
-    result = asyncio.run(reconcile(session, new, inventory_of(old)))  # type: ignore[arg-type]
+    announced: list[tuple[Writes, list[str]]] = []
+    on_plan = lambda w: announced.append((w, list(session.done)))  # noqa: E731
+    result = asyncio.run(reconcile(session, new, inventory_of(old), on_plan=on_plan))  # type: ignore[arg-type]
     assert result.ready and sorted(session.done) == ["delete-object", "helm-uninstall", "helm-upgrade", "label-nodes"]
+    assert announced == [(result.made, [])], "the plan's writes are announced once, before any is made"
     assert result.made == Writes(
         deleted=frozenset({ObjectRef.of(OLD)}),
         unlabelled=frozenset({ObjectRef.node("n1")}),

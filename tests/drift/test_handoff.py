@@ -1,9 +1,9 @@
 """The reconcile → drift hand-off, in process: a ClusterMonitor fed watch messages by hand.
 
-While a reconcile runs, a finding it could be making (a deleted object, a removed label,
-anything about a Helm release) is held; at ``track`` it is judged with the reconcile's
-``Writes``: the reconcile's own prune is never reported, a person's deletion is. No API server:
-the watch and the responder are replaced by stand-ins that make no call.
+While a reconcile runs, a finding its planned writes explain (an object it prunes, a label it
+removes, anything about a Helm release it changes) is held; at ``track`` it is judged with the
+writes it made: the reconcile's own prune is never reported, a person's deletion is. No API
+server: the watch and the responder are replaced by stand-ins that make no call.
 """
 
 from __future__ import annotations
@@ -140,10 +140,14 @@ def test_without_a_reconcile_a_deleted_object_is_reported_at_once() -> None:
     run(go())
 
 
+PRUNE_CM = Writes(deleted=frozenset({CM_REF}))
+
+
 def test_the_reconciles_own_prune_is_never_reported() -> None:
     async def go() -> None:
         m, signals = await tracked(CM, OTHER)
         m.parent.reconciling("m1")
+        m.parent.will_write("m1", PRUNE_CM)
         m._changed(Changed(STREAM, "DELETED", live(CM)))  # the prune, seen before the hand-off
         assert not m.entries and not signals, "held while the reconcile runs"
         await m.parent.track("m1", m.session, [desired(OTHER)], MC, Writes(deleted=frozenset({CM_REF})))
@@ -155,15 +159,30 @@ def test_the_reconciles_own_prune_is_never_reported() -> None:
     run(go())
 
 
-def test_a_deletion_the_reconcile_did_not_make_is_reported_at_the_hand_off() -> None:
+def test_a_deletion_the_reconcile_does_not_plan_is_reported_at_once_while_it_runs() -> None:
     async def go() -> None:
         m, signals = await tracked(CM, OTHER)
         m.parent.reconciling("m1")
+        m.parent.will_write("m1", Writes(deleted=frozenset({ObjectRef("v1", "ConfigMap", "ops", "gone")})))
         m._changed(Changed(STREAM, "DELETED", live(CM)))  # a person, while the reconcile runs
-        assert not m.entries, "held while the reconcile runs"
-        pruned_other = Writes(deleted=frozenset({ObjectRef("v1", "ConfigMap", "ops", "gone")}))
-        await m.parent.track("m1", m.session, [desired(CM, OTHER)], MC, pruned_other)
-        await drain(m)
+        assert open_refs(m) == {CM_REF}, "not the reconcile's: drift at once"
+        assert [s.event for s in signals] == ["detected"] and signals[0].drifts[0].reason == "deleted"
+        await _close(m)
+
+    run(go())
+
+
+def test_a_planned_deletion_the_reconcile_did_not_make_is_reported_at_the_hand_off() -> None:
+    """Its plan would have pruned the object, but it stopped before (a failed add-on): the
+    deletion seen meanwhile was someone else's."""
+
+    async def go() -> None:
+        m, signals = await tracked(CM, OTHER)
+        m.parent.reconciling("m1")
+        m.parent.will_write("m1", PRUNE_CM)
+        m._changed(Changed(STREAM, "DELETED", live(CM)))
+        assert not m.entries and not signals, "held while the reconcile runs"
+        await m.parent.track("m1", m.session, [desired(CM, OTHER)], MC, Writes())
         assert open_refs(m) == {CM_REF}, "the reconcile did not delete it: drift"
         assert [s.event for s in signals] == ["detected"] and signals[0].drifts[0].reason == "deleted"
         await _close(m)
@@ -178,8 +197,9 @@ def test_a_held_deletion_the_reconcile_made_of_a_still_wanted_object_is_judged_a
     async def go() -> None:
         m, signals = await tracked(CM, OTHER)
         m.parent.reconciling("m1")
+        m.parent.will_write("m1", PRUNE_CM)
         m._changed(Changed(STREAM, "DELETED", live(CM)))
-        await m.parent.track("m1", m.session, [desired(CM, OTHER)], MC, Writes(deleted=frozenset({CM_REF})))
+        await m.parent.track("m1", m.session, [desired(CM, OTHER)], MC, PRUNE_CM)
         assert not m.entries, "its own write is not judged with the DesiredState it was seen with"
         assert not signals
         await drain(m)  # the recheck queued at the hand-off
@@ -195,6 +215,7 @@ def test_a_standing_drift_entry_is_left_alone_while_a_reconcile_runs() -> None:
         m._changed(Changed(STREAM, "DELETED", live(CM)))
         (entry,) = m.entries.values()
         m.parent.reconciling("m1")
+        m.parent.will_write("m1", PRUNE_CM)
         m._synced(Synced(STREAM, [live(OTHER)]))  # a relist during the reconcile finds it again
         assert entry.resolved_at is None and list(m.entries.values()) == [entry], "not resolved, not duplicated"
         await m.parent.track("m1", m.session, [desired(CM, OTHER)], MC, Writes())
@@ -207,12 +228,13 @@ def test_a_standing_drift_entry_is_left_alone_while_a_reconcile_runs() -> None:
 
 
 def test_a_field_change_outside_helm_is_not_held() -> None:
-    """Only what ``Writes`` can list is held: a changed field of a manifest object is judged at
-    once during a reconcile too (the reconcile's own applies are owned by its field manager)."""
+    """Only what the planned writes explain is held: a changed field of a manifest object is
+    judged at once during a reconcile too (its own applies are owned by its field manager)."""
 
     async def go() -> None:
         m, signals = await tracked(CM, OTHER)
         m.parent.reconciling("m1")
+        m.parent.will_write("m1", PRUNE_CM)
         changed = live(CM)
         changed["data"] = {"a": "2"}
         changed["metadata"]["managedFields"] = [{"manager": "kubectl-edit", "operation": "Update"}]
@@ -227,7 +249,8 @@ def test_findings_of_a_blueprint_the_reconcile_stopped_tracking_are_dropped() ->
     async def go() -> None:
         m, signals = await tracked(CM)
         m.parent.reconciling("m1")
-        m._changed(Changed(STREAM, "DELETED", live(CM)))  # an onUnselect: Prune, say
+        m.parent.will_write("m1", PRUNE_CM)  # an onUnselect: Prune, whose writes track is not given
+        m._changed(Changed(STREAM, "DELETED", live(CM)))
         await m.parent.track("m1", m.session, [], MC, Writes())
         await drain(m)
         assert not m.entries and not signals
@@ -249,6 +272,9 @@ def test_writes_list_deletions_label_removals_and_release_changes_only() -> None
     assert Writes.of(removing) == Writes(unlabelled=frozenset({node}))
     assert not Writes.of(Action(kind="label-nodes", ref=node, labels={"a": "1"})), "setting labels hides nothing"
     assert not Writes.of(Action(kind="apply", ref=CM_REF, object=CM)), "applies are owned by blueprintd's manager"
+    assert Writes.planned([Action(kind="delete-object", ref=CM_REF), removing]) == Writes(
+        deleted=frozenset({CM_REF}), unlabelled=frozenset({node})
+    )
     both = Writes.of(Action(kind="delete-object", ref=CM_REF)) | Writes.of(removing)
     assert both == Writes(deleted=frozenset({CM_REF}), unlabelled=frozenset({node}))
 
@@ -260,6 +286,7 @@ def test_after_a_reconcile_that_raised_before_its_hand_off_held_findings_are_jud
     async def go() -> None:
         m, signals = await tracked(CM, OTHER)
         m.parent.reconciling("m1")
+        m.parent.will_write("m1", PRUNE_CM)
         m._changed(Changed(STREAM, "DELETED", live(CM)))  # pruned by a reconcile that then raised
         m.parent.reconciling("m1")  # the next reconcile; no track came in between
         await m.parent.track("m1", m.session, [desired(OTHER)], MC, Writes())
