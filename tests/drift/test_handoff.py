@@ -106,7 +106,7 @@ async def drain(m: ClusterMonitor) -> None:
 async def tracked(*objs: dict[str, Any]) -> tuple[ClusterMonitor, list[DriftSignal]]:
     """A monitor tracking ``objs``, listed and found in line (no drift)."""
     signals: list[DriftSignal] = []
-    parent = DriftMonitor(None, operator_user="blueprintd-operator", listeners=[signals.append])
+    parent = DriftMonitor(None, operator_user="blueprintd-operator", resync_seconds=300.0, listeners=[signals.append])
     m = ClusterMonitor(parent, "m1", _Session(), MC)  # type: ignore[arg-type]
     parent._clusters["m1"] = m
     await m.update([desired(*objs)], MC)
