@@ -329,7 +329,7 @@ class Controller:
         # reconcile also apply the drift that notify/block modes otherwise leave alone.
         request, restore = restore_request(mc)
         self._stored[name] = raw
-        self.drift.reconciling(name)  # until track: drift holds what this reconcile may be changing
+        self.drift.reconciling(name)  # until track, drift holds what the plans announce (on_plan)
         try:
             outcomes = await self._outcomes(session, mc, previous, facts, restore)
         finally:
