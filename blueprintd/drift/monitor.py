@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 from blueprintd.api.driftreport import DriftEntry
 from blueprintd.api.ref import ObjectRef
-from blueprintd.cluster import helmrecords as helmrelease
+from blueprintd.cluster import helmrecords
 from blueprintd.cluster.management import ManagementStore
 from blueprintd.cluster.session import MemberSession
 from blueprintd.cluster.writes import Writes
@@ -130,7 +130,7 @@ class _Reprotect:
 
 
 def secret_stream(namespace: str) -> StreamSpec:
-    return StreamSpec("v1", "Secret", namespace, helmrelease.LABEL_SELECTOR, helmrelease.FIELD_SELECTOR)
+    return StreamSpec("v1", "Secret", namespace, helmrecords.LABEL_SELECTOR, helmrecords.FIELD_SELECTOR)
 
 
 def stream_of(target: Target) -> StreamSpec:
@@ -259,7 +259,7 @@ class DriftMonitor:
 
 @dataclass
 class _Release:
-    records: dict[int, helmrelease.ReleaseRecord] = field(default_factory=dict)
+    records: dict[int, helmrecords.ReleaseRecord] = field(default_factory=dict)
     rendered_revision: int = -1
 
 
@@ -469,7 +469,7 @@ class ClusterMonitor:
                 name = tracked.target.ref.name
                 rel.records = {}
                 for item in msg.items:
-                    if helmrelease.release_name(item) == name and (rec := helmrelease.decode(item)) is not None:
+                    if helmrecords.release_name(item) == name and (rec := helmrecords.decode(item)) is not None:
                         rel.records[rec.revision] = rec
                 self._release_changed(rid)
             return
@@ -487,11 +487,11 @@ class ClusterMonitor:
         else:
             self.cache[spec][key] = obj
         if spec.kind == "Secret" and spec.label_selector:
-            rid = release_target(spec.namespace, helmrelease.release_name(obj)).id
+            rid = release_target(spec.namespace, helmrecords.release_name(obj)).id
             if rid not in self.index.releases:
                 return
             rel = self.releases.setdefault(rid, _Release())
-            rec = helmrelease.decode(obj)
+            rec = helmrecords.decode(obj)
             if rec is None:
                 return
             if msg.type == "DELETED":
@@ -526,11 +526,11 @@ class ClusterMonitor:
         operator makes; the next event puts the block labels back.)"""
         tracked = self.index.releases.get(rid)
         rel = self.releases.get(rid)
-        cur = helmrelease.current(rel.records.values()) if rel else None
+        cur = helmrecords.current(rel.records.values()) if rel else None
         if tracked is None or cur is None or tracked.step.drift.mode != "block":
             return
         ns = tracked.target.ref.namespace
-        secret = self.cache.get(secret_stream(ns), {}).get((ns, helmrelease.secret_name(cur.name, cur.revision)))
+        secret = self.cache.get(secret_stream(ns), {}).get((ns, helmrecords.secret_name(cur.name, cur.revision)))
         if secret is None:
             return
         want = admission.block_labels(tracked.desired.blueprint)
@@ -539,7 +539,7 @@ class ClusterMonitor:
         ref = ObjectRef("v1", "Secret", ns, secret["metadata"]["name"])
         if all(labels.get(k) == v for k, v in want.items()):
             # Listed as protected: this revision's record, not the ones it superseded.
-            prefix = helmrelease.secret_name(cur.name, 0)[:-1]
+            prefix = helmrecords.secret_name(cur.name, 0)[:-1]
             old = {r for r in self.protected if r.kind == "Secret" and r.namespace == ns and r.name.startswith(prefix)}
             if old != {ref}:
                 self.protected = (self.protected - old) | {ref}
@@ -551,7 +551,7 @@ class ClusterMonitor:
         self._guard_later(key, obj, want, _Reprotect(rid))
 
     def _scope(self, api_version: str, kind: str) -> str:
-        """"namespaced", "cluster", or "" when the member does not serve the kind.
+        """ "namespaced", "cluster", or "" when the member does not serve the kind.
 
         Asked once per kind and kept: the first question about a group version costs one
         discovery GET on the consumer's thread (the reconcile has usually loaded it already)."""
@@ -569,19 +569,19 @@ class ClusterMonitor:
         tracked = self.index.releases.get(rid)
         if rel is None or tracked is None:
             return False
-        cur = helmrelease.current(rel.records.values())
+        cur = helmrecords.current(rel.records.values())
         if cur is None or cur.revision == rel.rendered_revision or not cur.manifest or cur.status != "deployed":
             return False
         served = [
             d
-            for d in helmrelease.manifest_objects(cur.manifest)
+            for d in helmrecords.manifest_objects(cur.manifest)
             if self._scope(str(d.get("apiVersion", "")), str(d.get("kind", "")))
         ]
         docs = [d for d in served if d.get("kind") not in UNWATCHED_KINDS]
         # Only protected (block mode), never compared: Secrets a chart fills with generated
         # values, and the CRDs of its crds/ directory.
         guarded = [d for d in served if d.get("kind") == "Secret"] + [
-            d for d in helmrelease.manifest_objects(cur.crds) if d.get("kind") == "CustomResourceDefinition"
+            d for d in helmrecords.manifest_objects(cur.crds) if d.get("kind") == "CustomResourceDefinition"
         ]
         namespaced = lambda v, k: self._scope(v, k) == "namespaced"  # noqa: E731
         objs = rendered_objects(tracked.step, docs, namespaced)
@@ -595,7 +595,7 @@ class ClusterMonitor:
     def _live(self, target: Target) -> Any:
         if target.kind == "release":
             rel = self.releases.get(target.id)
-            cur = helmrelease.current(rel.records.values()) if rel else None
+            cur = helmrecords.current(rel.records.values()) if rel else None
             return cur.state() if cur else None
         return self.cache.get(stream_of(target), {}).get((target.ref.namespace, target.ref.name))
 
@@ -969,8 +969,10 @@ def restore_failure(target: Target | None, exc: BaseException) -> str:
     if isinstance(exc, BlueprintdError):
         return f"{what} failed: {exc}"
     detail = str(exc)
-    return f"{what} failed: unexpected {type(exc).__name__}" + (f" ({detail})" if detail else "") + (
-        " in blueprintd; the operator log has the traceback"
+    return (
+        f"{what} failed: unexpected {type(exc).__name__}"
+        + (f" ({detail})" if detail else "")
+        + (" in blueprintd; the operator log has the traceback")
     )
 
 
