@@ -78,19 +78,25 @@ class Operator:
 @pytest.fixture(scope="module")
 def op_fleet(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     with running_fleet(tmp_path_factory.mktemp("opfleet"), OP_FLEET, kube_binaries) as fleet:
-        sim = StandIns(fleet)
-        sim.start()
-        try:
-            kubectl(kube_binaries, fleet, "apply", "--server-side", "-f", str(REPO / "crds"))
-            kubectl(kube_binaries, fleet, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-            register_members(fleet, kube_binaries, NS)
-            yield fleet
-        finally:
-            sim.stop()
+        kubectl(kube_binaries, fleet, "apply", "--server-side", "-f", str(REPO / "crds"))
+        kubectl(kube_binaries, fleet, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        register_members(fleet, kube_binaries, NS)
+        yield fleet
 
 
 @pytest.fixture(scope="module")
-def operator(op_fleet: Fleet, kube_binaries: Binaries, chart_repo: str,
+def op_standins(op_fleet: Fleet) -> Iterator[StandIns]:
+    """Gatekeeper's template controller and the webhook responder for the members."""
+    sim = StandIns(op_fleet)
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture(scope="module")
+def operator(op_fleet: Fleet, op_standins: StandIns, kube_binaries: Binaries, chart_repo: str,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     op = Operator(op_fleet, kube_binaries, chart_repo, tmp_path_factory.mktemp("oplog") / "operator.log")
     op.start()
@@ -192,6 +198,19 @@ def test_default_blueprint_converges_with_per_pool_config(op_fleet: Fleet, opera
     assert {a["name"] for a in st["addons"]} >= {"gpu-operator", "dra-driver", "kai-scheduler", "gatekeeper", "kata"}
     assert any(p["product"].startswith("NVIDIA-H100") for p in st["factsSummary"])
     assert any(c["type"] == "Ready" and c["status"] == "True" for c in st["conditions"])
+
+
+def test_gatekeepers_webhooks_are_called_and_answered_on_loopback(op_fleet: Fleet, op_standins: StandIns) -> None:
+    """Gatekeeper's webhooks are live on full members: the member API server called its Service
+    on the loopback ClusterIP for the later add-ons' writes and namespaces, and got answers."""
+    for m in op_fleet.members:
+        core = client.CoreV1Api(m.api_client())
+        ip = core.read_namespaced_service("gatekeeper-webhook-service", "gatekeeper-system").spec.cluster_ip
+        assert ip.startswith("127."), ip
+        answers = [a for a in op_standins.webhooks[m.name].answers if a.target.service == "gatekeeper-webhook-service"]
+        assert {a.target.ip for a in answers} == {ip}
+        paths = {a.path for a in answers}
+        assert {"/v1/admit", "/v1/admitlabel", "/v1/mutate"} <= paths, f"{m.name}: {paths}"
 
 
 def test_noop_reconcile_makes_no_write_call(op_fleet: Fleet, operator: Operator) -> None:
