@@ -39,7 +39,16 @@ REPO = Path(__file__).resolve().parents[2]
 class NoDrift:
     """The drift monitor left out: it would put remediate-mode drift back behind the test's back."""
 
+    def reconciling(self, *_: Any) -> None:
+        return None
+
+    def will_write(self, *_: Any) -> None:
+        return None
+
     async def track(self, *_: Any) -> None:
+        return None
+
+    async def forget(self, *_: Any) -> None:
         return None
 
     async def release_blueprint(self, *_: Any) -> None:
