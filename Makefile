@@ -9,7 +9,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install binaries promtool image-tools image image-test lint typecheck unit test demo demo-down bench crds protos clean
+.PHONY: install binaries promtool image-tools image image-test lint typecheck unit test demo demo-down bench chaos crds protos clean
 
 # Debian packages a step needs, installed when missing (CI machines start fresh; root there).
 APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
@@ -62,6 +62,9 @@ demo-down: install
 
 bench: binaries image-tools  ## all benchmarks; writes docs/benchmarks.md
 	$(PY) -m benchmarks
+
+chaos: binaries  ## chaos suite: faults during a rollout on 3 sharded replicas; writes docs/chaos.md (~10 min)
+	$(PY) -m benchmarks.chaos
 
 crds: install  ## regenerate crds/ from the pydantic models
 	$(PY) -m blueprintd.api.crdgen

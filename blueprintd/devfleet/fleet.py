@@ -705,6 +705,21 @@ class Fleet:
             self.save()
             self._wait_components(c)
 
+    def stop_etcd(self) -> None:
+        """Stop the fleet's one etcd: every API server loses its storage until ``start_etcd``."""
+        if self.state.etcd is not None:
+            _terminate([self.state.etcd])
+            self.state.etcd = None
+            self.save()
+
+    def start_etcd(self) -> None:
+        """Start etcd again on its client port with the same data (the chaos suite restarts it)."""
+        if self.state.etcd is not None and _alive(self.state.etcd):
+            return
+        self.state.etcd = self._start_etcd(self.state.etcd_port, _free_ports(1)[0])
+        self.save()
+        self._wait_etcd()
+
     def _state_of(self, name: str) -> ClusterState:
         for c in self.state.clusters:
             if c.name == name:

@@ -15,20 +15,18 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client
 
-from blueprintd.devfleet.audit import AuditEvent
 from blueprintd.devfleet.binaries import Binaries
+from blueprintd.devfleet.chaos import AGENT, operator_writes, sharded_operator_argv, writer_blocks
 from blueprintd.devfleet.demo import OPERATOR_USER, member_registration
 from blueprintd.devfleet.fleet import Fleet
 from blueprintd.devfleet.nodes import FleetFile, MemberSpec, NodeGroupSpec
@@ -42,7 +40,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 REPLICAS = ["r1", "r2", "r3"]
 LEASE_SECONDS = 5
 RESYNC_SECONDS = 2
-AGENT = "blueprintd-operator/"
 
 SHARD_FLEET = FleetFile(
     members=[
@@ -127,14 +124,6 @@ def converged(env: Env, version: str) -> bool:
     return True
 
 
-def operator_writes(env: Env, name: str) -> list[AuditEvent]:
-    return [w for w in env.fleet.cluster(name).audit.writes(user=OPERATOR_USER) if w.resource != "selfsubjectreviews"]
-
-
-def ts(event: AuditEvent) -> datetime:
-    return datetime.fromisoformat(event.time.replace("Z", "+00:00"))
-
-
 @pytest.fixture(scope="module")
 def env(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     uid = uuid.uuid4().hex[:6]
@@ -143,27 +132,7 @@ def env(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> It
     with running_fleet(tmp_path_factory.mktemp("shard-fleet"), SHARD_FLEET, kube_binaries) as fleet:
         ops = {
             r: OperatorProcess(
-                [
-                    sys.executable,
-                    "-m",
-                    "blueprintd",
-                    "operator",
-                    "--kubeconfig",
-                    str(fleet.management.kubeconfig),
-                    "-n",
-                    ns,
-                    "--helm",
-                    str(kube_binaries.helm),
-                    "--metrics-port",
-                    "0",
-                    "--member-resync",
-                    str(RESYNC_SECONDS),
-                    "--shards",
-                    "--replica-id",
-                    r,
-                    "--shard-lease-seconds",
-                    str(LEASE_SECONDS),
-                ],
+                sharded_operator_argv(fleet, kube_binaries.helm, ns, r, LEASE_SECONDS, RESYNC_SECONDS),
                 logs / f"{r}.log",
                 env={"BLUEPRINTD_OPERATOR_USER": OPERATOR_USER},
             )
@@ -229,20 +198,13 @@ def test_sharded_replicas_fail_over_without_double_writes(env: Env) -> None:
     #    two replicas never interleave, and the killed replica never wrote after the survivor.
     gaps: list[float] = []  # between the killed replica's last write and its successor's first
     for m in names:
-        writes = operator_writes(env, m)
+        writes = operator_writes(env.fleet.cluster(m), OPERATOR_USER)
         assert writes, f"{m}: the operator never wrote"
         unattributed = [
             (w.verb, w.resource, w.name, w.user_agent) for w in writes if not w.user_agent.startswith(AGENT)
         ]
         assert unattributed == [], f"{m}: writes without a replica id: {unattributed}"
-        writes.sort(key=ts)
-        blocks: list[tuple[str, datetime, datetime]] = []  # (replica, first write, last write)
-        for w in writes:
-            replica = w.user_agent[len(AGENT) :].split()[0]
-            if blocks and blocks[-1][0] == replica:
-                blocks[-1] = (replica, blocks[-1][1], ts(w))
-            else:
-                blocks.append((replica, ts(w), ts(w)))
+        blocks = writer_blocks(writes)  # (replica, first write, last write)
         order = [b[0] for b in blocks]
         assert len(order) == len(set(order)), f"{m}: writes of two replicas interleave: {order}"
         assert order[-1] == after[m], f"{m}: last writer {order[-1]}, owner {after[m]}"
