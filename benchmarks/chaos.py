@@ -545,6 +545,24 @@ version is applied, so it lands at a random point of the rollout.
   writes (release Secrets, chart objects) carry helm's User-Agent and name no replica**, so the
   two write checks cover the operator's own writes only; Helm's side is covered by the
   pending/duplicated release check.
+
+## Limits of what this shows
+
+- **Helm writes name no replica.** Helm's writes made up most writes of the run (see the goal
+  table); the audit checks cannot tell which replica's `helm upgrade` made them. A replica's
+  helm child is a separate process: SIGSTOP of the operator does not stop a running upgrade.
+  Making helm identifiable (e.g. `--kube-as-user` with a per-replica name, or a per-replica
+  client certificate) would let the same checks cover them.
+- **The SIGSTOP window is measured, not closed.** The fence is checked when a member reconcile
+  starts (docs/ha.md, Limits). A replica paused *inside* a reconcile finishes that reconcile's
+  writes after SIGCONT. The runs so far measured 0 such writes, because the pause seldom lands
+  between a reconcile's fence check and its operator writes; one paused fault per run is a
+  small sample, not a proof.
+- **Kills**: the default is 6 kills (about 10 minutes on the shared 2-core machine); the
+  issue's 20 are `BLUEPRINTD_CHAOS_KILLS=20 make chaos` (about 20 minutes).
+- devfleet runs one etcd for all API servers, so the management restart also takes the
+  members' storage away for 5 s; a real management cluster's etcd is its own.
+- `make chaos` exits 1 when a goal fails and lists every failure under "Failures".
 """
 
 
