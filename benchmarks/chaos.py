@@ -578,8 +578,8 @@ version is applied, so it lands at a random point of the rollout.
   Lease.** The fence is checked when a member reconcile starts (docs/ha.md, Limits); work
   already queued in the paused process (an in-flight reconcile, or a drift restore for the
   member) runs on SIGCONT before the replica notices its Lease lapsed. Measured on
-  2026-11-30: the 10-member run (seed 1585184149) saw 0 such writes; a 3-member run of the
-  pytest (seed 7) saw 1: r3, resumed after 11 s, patched `configmaps/chart-app` on chaos-1 at
+  2026-11-30: two 10-member runs (seeds 1585184149 and 137197932) and two of three 3-member
+  pytest runs saw 0 such writes; one 3-member run (seed 7) saw 1: r3, resumed after 11 s, patched `configmaps/chart-app` on chaos-1 at
   once while r2 owned it (an operator-side patch of a chart's object, so most likely the drift
   monitor restoring the object it had been watching). The fix, not made here: a replica that
   finds its own renewal older than duration - duration/3 drops every member it holds before
