@@ -579,13 +579,13 @@ version is applied, so it lands at a random point of the rollout.
   already queued in the paused process (an in-flight reconcile, or a drift restore for the
   member) runs on SIGCONT before the replica notices its Lease lapsed. Measured on
   2026-11-30: two 10-member runs (seeds 1585184149 and 137197932) and two of three 3-member
-  pytest runs saw 0 such writes; one 3-member run (seed 7) saw 1: r3, resumed after 11 s, patched `configmaps/chart-app` on chaos-1 at
-  once while r2 owned it (an operator-side patch of a chart's object, so most likely the drift
-  monitor restoring the object it had been watching). The fix, not made here: a replica that
-  finds its own renewal older than duration - duration/3 drops every member it holds before
-  any other work, and the drift monitor asks the fence before each restore.
-  `tests/devfleet/test_chaos_fleet.py` asserts every other goal and reports this one as an
-  expected failure with the writes measured.
+  pytest runs saw 0 such writes; one 3-member run (seed 7) saw 1: r3, resumed after 11 s,
+  patched `configmaps/chart-app` on chaos-1 at once while r2 owned it (an operator-side patch
+  of a chart's object, so most likely the drift monitor restoring the object it had watched).
+  The fix, not made here: a replica that finds its own renewal older than
+  duration - duration/3 drops every member it holds before any other work, and the drift
+  monitor asks the fence before each restore. `tests/devfleet/test_chaos_fleet.py` asserts
+  every other goal and reports this one as an expected failure with the writes measured.
 - **Kills**: the default is 6 kills (about 10 minutes on the shared 2-core machine); the
   issue's 20 are `BLUEPRINTD_CHAOS_KILLS=20 make chaos` (about 20 minutes).
 - devfleet runs one etcd for all API servers, so the management restart also takes the
