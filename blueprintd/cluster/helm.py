@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from blueprintd.cluster import helmrecords
+from blueprintd.cluster.fence import WriteCheck, unfenced
 from blueprintd.errors import ClusterError
 from blueprintd.plan.inventory import content_hash
 from blueprintd.plan.live import OPERATOR_DESCRIPTION, ReleaseState
@@ -38,13 +39,23 @@ class HelmClient:
     _charts: dict[tuple[str, str, str], Any] = {}
     _chart_lock = asyncio.Lock()
 
-    def __init__(self, helm: Path, kubeconfig: Path, timeout: str = "5m", *, api_client: Any = None) -> None:
+    def __init__(
+        self,
+        helm: Path,
+        kubeconfig: Path,
+        timeout: str = "5m",
+        *,
+        api_client: Any = None,
+        before_write: WriteCheck = unfenced,
+    ) -> None:
         """``api_client``: the member's Kubernetes client (the session's); one is made from
-        ``kubeconfig`` when not given."""
+        ``kubeconfig`` when not given. ``before_write``: called right before a helm command
+        that writes is started (the shard fence, ``blueprintd.cluster.fence``)."""
         from pyhelm3 import Client
 
         self.helm = helm
         self.kubeconfig = kubeconfig
+        self.before_write = before_write
         if api_client is None:
             from kubernetes import config
 
@@ -124,6 +135,7 @@ class HelmClient:
         if current is not None and current.pending:
             await self.recover(current)
         ch = await self._chart(repo, chart, version)
+        self.before_write()
         try:
             await self._client.install_or_upgrade_release(
                 name,
@@ -152,6 +164,7 @@ class HelmClient:
         """
         from pyhelm3 import errors
 
+        self.before_write()
         try:
             if state.status == "pending-install" or state.revision <= 1:
                 await self._client.uninstall_release(state.name, namespace=state.namespace, wait=False)
@@ -165,6 +178,7 @@ class HelmClient:
 
         try:
             async with self._lock(name, namespace):
+                self.before_write()
                 await self._client.uninstall_release(name, namespace=namespace, wait=False)
         except errors.Error as exc:
             raise HelmError(f"helm uninstall {namespace}/{name}: {_msg(exc)}") from exc

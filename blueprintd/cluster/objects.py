@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from blueprintd.api.ref import ObjectRef as ObjectRef  # re-exported: the adapters name objects with it
+from blueprintd.cluster.fence import WriteCheck, unfenced
 from blueprintd.errors import ClusterError
 
 FIELD_MANAGER = "blueprintd"
@@ -25,11 +26,16 @@ class ApplyError(ClusterError):
 class ObjectClient:
     """Typed-by-GVK access to one cluster through the dynamic client."""
 
-    def __init__(self, api_client: Any, field_manager: str = FIELD_MANAGER) -> None:
+    def __init__(
+        self, api_client: Any, field_manager: str = FIELD_MANAGER, *, before_write: WriteCheck = unfenced
+    ) -> None:
+        """``before_write``: called right before every write is sent (the shard fence,
+        ``blueprintd.cluster.fence``); it raises to stop the write."""
         from blueprintd.cluster.discovery import dynamic_client
 
         self.api_client = api_client
         self.field_manager = field_manager
+        self.before_write = before_write
         self._dyn = dynamic_client(api_client)
         # The dynamic client's discovery cache is not thread-safe (an invalidation empties it
         # while another thread reads it: ``KeyError: 'resources'``), and every call here runs
@@ -72,6 +78,7 @@ class ObjectClient:
 
         ref = ObjectRef.of(obj)
         res = self._resource(ref.api_version, ref.kind)
+        self.before_write()
         try:
             result = res.server_side_apply(
                 body=obj,
@@ -93,6 +100,7 @@ class ObjectClient:
             res = self._resource(ref.api_version, ref.kind)
         except ApplyError:
             return False  # its CRD is gone, so is the object
+        self.before_write()
         try:
             res.delete(name=ref.name, namespace=ref.namespace or None)
         except ApiException as exc:
@@ -119,6 +127,7 @@ class ObjectClient:
         from kubernetes.client.rest import ApiException
 
         res = self._resource("v1", "Node")
+        self.before_write()
         try:
             res.patch(
                 name=name,

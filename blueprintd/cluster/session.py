@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from blueprintd.api.ref import ObjectRef
+from blueprintd.cluster.fence import WriteCheck, unfenced
 from blueprintd.cluster.helm import HelmClient, HelmError
 from blueprintd.cluster.kubeconfig import write_private
-from blueprintd.cluster.objects import ApplyError, ObjectClient
+from blueprintd.cluster.objects import FIELD_MANAGER, ApplyError, ObjectClient
 from blueprintd.cluster.readiness import CHECK_API, gated_refs, object_ready
 from blueprintd.errors import ClusterError
 from blueprintd.plan.inventory import Inventory, object_key
@@ -41,10 +42,19 @@ class MemberSession:
     api_client: Any
     kubeconfig_file: Path
     helm_binary: Path
+    # Called right before every write to this member, by every client the session hands out
+    # (the reconcile's and the drift monitor's): a sharded replica's fence raises FencedOut.
+    fence: WriteCheck = unfenced
 
     @classmethod
     def open(
-        cls, name: str, cfg: dict[str, Any], helm_binary: Path, workdir: Path, user_agent: str = ""
+        cls,
+        name: str,
+        cfg: dict[str, Any],
+        helm_binary: Path,
+        workdir: Path,
+        user_agent: str = "",
+        fence: WriteCheck = unfenced,
     ) -> MemberSession:
         """``user_agent``: what the member's audit log records for our calls (the operator puts
         its replica id there, so a write can be traced to the replica that made it)."""
@@ -53,7 +63,7 @@ class MemberSession:
         client = api_client(cfg)
         if user_agent:
             client.user_agent = user_agent
-        return cls(name, client, write_private(cfg, workdir / name), helm_binary)
+        return cls(name, client, write_private(cfg, workdir / name), helm_binary, fence)
 
     def close(self) -> None:
         self.api_client.close()
@@ -62,13 +72,19 @@ class MemberSession:
     @property
     def objects(self) -> ObjectClient:
         if not hasattr(self, "_objects"):
-            self._objects = ObjectClient(self.api_client)
+            self._objects = self.object_client()
         return self._objects
+
+    def object_client(self, field_manager: str = FIELD_MANAGER) -> ObjectClient:
+        """A client for this member's objects that writes as ``field_manager``, behind the fence."""
+        return ObjectClient(self.api_client, field_manager, before_write=self.fence)
 
     @property
     def helm(self) -> HelmClient:
         if not hasattr(self, "_helm"):
-            self._helm = HelmClient(self.helm_binary, self.kubeconfig_file, api_client=self.api_client)
+            self._helm = HelmClient(
+                self.helm_binary, self.kubeconfig_file, api_client=self.api_client, before_write=self.fence
+            )
         return self._helm
 
     async def version(self) -> str:

@@ -49,6 +49,7 @@ from typing import Any, Literal
 from blueprintd.api.driftreport import DriftEntry
 from blueprintd.api.ref import ObjectRef
 from blueprintd.cluster import helmrecords
+from blueprintd.cluster.fence import FencedOut
 from blueprintd.cluster.management import ManagementStore
 from blueprintd.cluster.session import MemberSession
 from blueprintd.cluster.writes import Writes
@@ -760,6 +761,10 @@ class ClusterMonitor:
             done = _Done(target, True, msg, started, paths, manager, sig)
         except asyncio.CancelledError:
             raise
+        except FencedOut as exc:  # the member has (or is about to get) another owner: not a failure
+            log.info("drift %s: restore of %s not sent: %s", self.name, target.ref, exc.reason)
+            self.busy.pop(target.id, None)
+            return
         except Exception as exc:
             if not isinstance(exc, BlueprintdError):
                 log.exception("drift %s: restoring %s", self.name, target.ref)
@@ -835,6 +840,8 @@ class ClusterMonitor:
             self.guard_backoff.resolved(key)
         except asyncio.CancelledError:
             raise
+        except FencedOut as exc:  # the member's new owner labels it
+            log.info("drift %s: block labels of %s not sent: %s", self.name, key, exc.reason)
         except Exception as exc:
             delay, first = self.guard_backoff.failed(key, sig, restore_failure(None, exc), time.monotonic())
             if first:
@@ -893,6 +900,9 @@ class ClusterMonitor:
             self.written = st
             return
         try:
+            # A replica that lost the member must not write its (older) view over the report
+            # the new owner keeps: the same fence as a write to the member.
+            self.session.fence()
             mc = await store.get("MemberCluster", self.name)
             if mc is None:
                 log.info("drift %s: MemberCluster is gone; no longer monitoring", self.name)
@@ -909,6 +919,8 @@ class ClusterMonitor:
             self.written = st
         except asyncio.CancelledError:
             raise
+        except FencedOut as exc:
+            log.info("drift %s: DriftReport not written: %s", self.name, exc.reason)
         except Exception as exc:
             log.warning("drift %s: writing the DriftReport failed (retrying): %s", self.name, exc)
             self.loop.call_later(5.0, self._deliver, _Flush())

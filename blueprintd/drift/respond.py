@@ -8,8 +8,9 @@ applied under a manager of their own (``blueprintd-drift-guard``) with only the 
 configuration: that adds or removes the labels and leaves every other field, and every other
 manager's ownership, alone.
 
-Restores go through a private ObjectClient so its deletion ledger only holds the reconcile's
-own deletions (drift detection asks that ledger whether a vanished object was pruned).
+Every write goes through clients the session hands out, so the shard fence
+(``blueprintd.cluster.fence``) is checked before each one: a replica that lost the member
+while a restore was queued does not send it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from blueprintd.cluster.objects import ObjectClient, ObjectRef
+from blueprintd.cluster.objects import ObjectRef
 from blueprintd.cluster.session import MemberSession
 from blueprintd.drift.watch import ApiCounter
 from blueprintd.plan.compare import diff_owned
@@ -32,8 +33,8 @@ class Responder:
     def __init__(self, session: MemberSession, counter: ApiCounter) -> None:
         self.session = session
         self.counter = counter
-        self.objects = ObjectClient(session.api_client)
-        self.guard = ObjectClient(session.api_client, field_manager=GUARD_MANAGER)
+        self.objects = session.object_client()
+        self.guard = session.object_client(GUARD_MANAGER)
 
     async def restore_object(self, obj: dict[str, Any]) -> str:
         self.counter.add("apply")

@@ -25,6 +25,7 @@ from blueprintd.api.common import ObjectMeta
 from blueprintd.api.membercluster import AddonProgress, BlueprintProgress, MemberCluster, MemberClusterStatus
 from blueprintd.api.params import shorthand_issues
 from blueprintd.api.revision import BlueprintRevision, BlueprintRevisionSpec, revision_name
+from blueprintd.cluster.fence import FencedOut, unfenced
 from blueprintd.cluster.management import ManagementStore
 from blueprintd.cluster.progress import StepWatch
 from blueprintd.cluster.reconcile import reconcile
@@ -273,7 +274,10 @@ class Controller:
         if cached:
             cached[1].close()
         agent = f"blueprintd-operator/{self.settings.replica_id}" if self.settings.replica_id else ""
-        session = MemberSession.open(name, cfg, self.settings.helm, self.settings.workdir, user_agent=agent)
+        fence = self.shard.write_check(name) if self.shard is not None else unfenced
+        session = MemberSession.open(
+            name, cfg, self.settings.helm, self.settings.workdir, user_agent=agent, fence=fence
+        )
         self._sessions[name] = (fingerprint, session)
         log.info("connected to member %s at %s", name, server_of(cfg))
         return session
@@ -283,7 +287,7 @@ class Controller:
         if cached:
             cached[1].close()
 
-    async def _let_go(self, name: str) -> None:
+    async def let_go(self, name: str) -> None:
         """This member moved to another replica: stop drift-watching it and close its connection."""
         await self.drift.forget(name)
         self.forget(name)
@@ -297,7 +301,7 @@ class Controller:
         name = mc.metadata.name
         previous = mc.status or MemberClusterStatus()
         started = time.monotonic()
-        if self.shard is not None and not await self.shard.admit(raw, self._let_go):
+        if self.shard is not None and not await self.shard.admit(raw, self.let_go):
             return MemberReconcile(name)  # another replica's member (blueprintd.shard.decide, rule 3)
         if mc.spec.paused:
             return MemberReconcile(name)
@@ -332,6 +336,12 @@ class Controller:
         self.drift.reconciling(name)  # until track, drift holds what the plans announce (on_plan)
         try:
             outcomes = await self._outcomes(session, mc, previous, facts, restore)
+        except FencedOut as exc:
+            # This replica lost the member mid-reconcile (blueprintd.cluster.fence): the write
+            # was not sent, and the new owner reconciles and reports; nothing here is a failure.
+            log.warning("%s", exc)
+            await self.let_go(name)
+            return MemberReconcile(name)
         finally:
             self._stored.pop(name, None)
         observed = status.MemberObservation(

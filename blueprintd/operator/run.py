@@ -47,7 +47,7 @@ def run(settings: OperatorSettings) -> None:
         from blueprintd.operator.sharding import Sharding
 
         leases = LeaseClient(store.api_client, settings.namespace, settings.replica_id, settings.shard_lease_seconds)
-        controller.shard = Sharding(leases, store)
+        controller.shard = Sharding(leases, store, drop=controller.let_go)
         logging.getLogger("blueprintd").info(
             "replica %s: sharding members by Leases (%d s)", settings.replica_id, settings.shard_lease_seconds
         )

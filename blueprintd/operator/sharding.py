@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from blueprintd.cluster.fence import FencedOut, WriteCheck
 from blueprintd.cluster.lease import LeaseClient
 from blueprintd.cluster.management import ManagementStore
 from blueprintd.shard.decide import Fence, ReplicaLease, fence
@@ -35,9 +36,19 @@ def recorded_owner(raw: dict[str, Any]) -> str:
 class Sharding:
     """One replica's membership in the shard group."""
 
-    def __init__(self, leases: LeaseClient, store: ManagementStore, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        leases: LeaseClient,
+        store: ManagementStore,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        drop: Drop | None = None,
+    ) -> None:
+        """``drop``: stops all work on a member (drift watch, connection); called for every
+        member this replica holds when it finds its own Lease lapsed (see ``beat``)."""
         self.leases = leases
         self.store = store
+        self.drop = drop
         self.replica = leases.replica
         self.duration = float(leases.duration_seconds)
         self.margin = self.duration / 3
@@ -51,8 +62,27 @@ class Sharding:
     # --- heartbeat ---------------------------------------------------------------------------
 
     async def beat(self) -> None:
-        """Renew the heartbeat, contend for the leader Lease, list every heartbeat."""
+        """Renew the heartbeat, contend for the leader Lease, list every heartbeat.
+
+        A replica whose last renewal is no longer fresh (it was paused, starved or cut off
+        from the management API past ``duration - margin``) may have been replaced: it lets
+        go of every member it holds *before* it renews — synchronously, before the first
+        await — so the write fence (``write_check``) fails for them from that moment on, in
+        whichever order the resumed process runs its queued work. It claims them again
+        through ``admit``, once their recorded owner handed them back."""
         started = self.clock()
+        if self._held and not self._fresh(self._own_renewed):
+            lapsed = sorted(self._held)
+            self._held.clear()
+            log.warning(
+                "replica %s: own Lease not renewed since %s; letting go of %d member(s) before renewing",
+                self.replica,
+                self._own_renewed,
+                len(lapsed),
+            )
+            if self.drop is not None:
+                for name in lapsed:
+                    await self.drop(name)
         if await self.leases.arenew_heartbeat(started):
             self._own_renewed = started
         leading, action = await self.leases.acontend_leader(started)
@@ -102,6 +132,21 @@ class Sharding:
 
     def verdict(self, member: str, recorded: str) -> Fence:
         return fence(self.replica, member, self._view, recorded, self.clock(), self._own_renewed, self.margin)
+
+    def write_check(self, member: str) -> WriteCheck:
+        """The fence every write to ``member`` passes right before it is sent (see
+        ``blueprintd.cluster.fence``): this replica still holds the member, is its owner in the
+        last view, and renewed its own Lease recently (rule 3a/3b, judged on this process's
+        clock, with no I/O). Raises ``FencedOut`` otherwise."""
+
+        def check() -> None:
+            if member not in self._held:
+                raise FencedOut(member, "let go of it")
+            v = self.verdict(member, self.replica)
+            if not v.allowed:
+                raise FencedOut(member, v.reason)
+
+        return check
 
     def live(self) -> list[str]:
         now = self.clock()

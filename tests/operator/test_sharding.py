@@ -12,6 +12,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
+from blueprintd.cluster.fence import FencedOut
 from blueprintd.operator.sharding import Sharding
 from blueprintd.shard.decide import LeaderAction, ReplicaLease, owner_of
 
@@ -79,8 +82,12 @@ def setup(
 ) -> tuple[Sharding, FakeLeases, FakeStore, Clock, list[str]]:
     view = {r: ReplicaLease(r, NOW - timedelta(seconds=age), 6) for r, age in others.items()}
     leases, store, clock = FakeLeases(me, view, renew_ok=renew_ok), FakeStore(conflict), Clock()
-    shard = Sharding(leases, store, clock)  # type: ignore[arg-type]
     dropped: list[str] = []
+
+    async def lapse_drop(name: str) -> None:
+        dropped.append(f"lapsed:{name}")
+
+    shard = Sharding(leases, store, clock, drop=lapse_drop)  # type: ignore[arg-type]
     asyncio.run(shard.beat())
     return shard, leases, store, clock, dropped
 
@@ -135,8 +142,10 @@ def test_an_owner_that_cannot_renew_stops_and_drops_its_members() -> None:
     leases.renew_ok = False
     clock.now = NOW + timedelta(seconds=4.5)  # past duration - margin (6 - 2)
     asyncio.run(shard.beat())
+    # dropped by the heartbeat that found the Lease lapsed, before the next admit
+    assert dropped == [f"lapsed:{m['metadata']['name']}"]
     assert not admit(shard, m, dropped)
-    assert dropped == [m["metadata"]["name"]] and store.writes == []
+    assert dropped == [f"lapsed:{m['metadata']['name']}"] and store.writes == []
 
 
 def test_leading_needs_a_fresh_leader_renewal() -> None:
@@ -153,3 +162,50 @@ def test_stop_releases_the_leases() -> None:
     shard, leases, _, _, _ = setup("a", {})
     asyncio.run(shard.stop())
     assert leases.released and not shard.leading()
+
+
+def test_writes_pass_the_fence_only_for_a_held_member_with_a_fresh_lease() -> None:
+    shard, _, _, clock, dropped = setup("a", {"b": 1})
+    mine, theirs = name_owned_by("a", ["a", "b"]), name_owned_by("b", ["a", "b"])
+    with pytest.raises(FencedOut, match="let go of it"):
+        shard.write_check(mine)()  # not admitted yet: nothing may be written
+    assert admit(shard, member(mine), dropped)
+    shard.write_check(mine)()  # held, owner, renewed 0 s ago
+    with pytest.raises(FencedOut):
+        shard.write_check(theirs)()
+    clock.now = NOW + timedelta(seconds=4.5)  # no renewal for more than duration - margin
+    with pytest.raises(FencedOut, match="own Lease not renewed recently"):
+        shard.write_check(mine)()
+
+
+def test_a_resumed_replica_lets_go_before_it_renews_so_queued_writes_stay_fenced() -> None:
+    """SIGSTOP past the Lease, then SIGCONT: whichever runs first — a write queued before the
+    pause or the heartbeat — the write is not sent. The heartbeat lets go of every held member
+    before it renews, so a fresh renewal does not reopen the fence for them."""
+    shard, _, store, clock, dropped = setup("a", {"b": 1})
+    mine = name_owned_by("a", ["a", "b"])
+    assert admit(shard, member(mine), dropped)
+    queued = shard.write_check(mine)  # the check a pending restore holds
+    clock.now = NOW + timedelta(seconds=12)  # paused for two Lease durations; b took over
+    with pytest.raises(FencedOut):
+        queued()  # the write runs before the heartbeat
+    asyncio.run(shard.beat())  # the heartbeat runs: renews, and b's Lease looks expired (age 13 s)
+    assert dropped == [f"lapsed:{mine}"]
+    with pytest.raises(FencedOut, match="let go of it"):
+        queued()  # the write runs after the heartbeat: still not sent
+    # The member comes back only through admit, which respects a recorded live owner.
+    shard.leases.view["b"] = ReplicaLease("b", clock.now, 6)  # type: ignore[attr-defined]
+    asyncio.run(shard.refresh())
+    assert not admit(shard, member(mine, owner="b"), dropped)
+    assert store.writes == [(mine, store.writes[0][1])]  # only the first claim, long before the pause
+
+
+def test_a_fresh_replica_keeps_its_members_across_heartbeats() -> None:
+    shard, _, _, clock, dropped = setup("a", {})
+    mine = name_owned_by("a", ["a"])
+    assert admit(shard, member(mine), dropped)
+    for step in range(1, 6):  # renewed every 2 s (duration/3): never stale
+        clock.now = NOW + timedelta(seconds=2 * step)
+        asyncio.run(shard.beat())
+        shard.write_check(mine)()
+    assert dropped == []
