@@ -184,16 +184,12 @@ class HelmClient:
             raise HelmError(f"helm uninstall {namespace}/{name}: {_msg(exc)}") from exc
 
     async def manifest(self, name: str, namespace: str) -> list[dict[str, Any]]:
-        """The objects the release's current revision rendered (``helm get manifest``)."""
-        from pyhelm3 import errors
-
-        try:
-            docs = await self._client._command.get_resources(name, namespace=namespace)
-        except errors.ReleaseNotFoundError:
-            return []
-        except errors.Error as exc:
-            raise HelmError(f"helm get manifest {namespace}/{name}: {_msg(exc)}") from exc
-        return [d for d in docs if isinstance(d, dict)]
+        """The objects the release's current revision rendered (what ``helm get manifest``
+        prints), read from its storage Secret: readiness asks this on every resync, and a
+        ``helm`` process per add-on per member per resync was most of a quiet fleet's CPU."""
+        records = await asyncio.to_thread(self._records, name, namespace)
+        cur = helmrecords.current(records)
+        return helmrecords.manifest_objects(cur.manifest) if cur is not None else []
 
 
 def _chart_ref(repo: str, chart: str) -> tuple[str, str | None]:

@@ -55,6 +55,9 @@ def test_install_upgrade_and_recover_a_pending_release(member: ClusterHandle, ku
         assert recovered.status == "deployed" and recovered.revision > 2
         kinds = {o["kind"] for o in await helm.manifest(name, ns)}
         assert "Deployment" in kinds
+        # Read from the storage Secret, it is exactly what `helm get manifest` prints.
+        printed = await helm._client._command.get_resources(name, namespace=ns)
+        assert await helm.manifest(name, ns) == [d for d in printed if isinstance(d, dict)]
         with pytest.raises(HelmError, match="not found"):
             await helm.install_or_upgrade(name, ns, chart_repo, "kai-scheduler", "9.9.9", {})
         await helm.uninstall(name, ns)
