@@ -37,6 +37,14 @@ def operator_cmd(
         ),
     ] = 8080,
     member_resync: Annotated[float, typer.Option("--member-resync", help="Seconds between member reconciles.")] = 10.0,
+    member_full_resync: Annotated[
+        float | None,
+        typer.Option(
+            "--member-full-resync",
+            help="A converged member whose watches saw no change skips its resync, but is reconciled in full "
+            "at least this often, in seconds [env BLUEPRINTD_MEMBER_FULL_RESYNC; default 300].",
+        ),
+    ] = None,
     webhook_port: Annotated[
         int,
         typer.Option(
@@ -105,6 +113,7 @@ def operator_cmd(
             helm=helm,
             metrics_port=metrics_port,
             member_resync_seconds=member_resync,
+            member_full_resync_seconds=member_full_resync,
             webhook_port=webhook_port,
             peering=peering,
             kubeconfig=kubeconfig,

@@ -173,6 +173,13 @@ class DriftMonitor:
     def cluster(self, name: str) -> ClusterMonitor | None:
         return self._clusters.get(name)
 
+    def observed_changes(self, cluster_name: str) -> int | None:
+        """How many changes the watches of ``cluster_name`` have seen, while they cover it
+        (every stream synced, nothing in flight); None otherwise. A member resync skips its
+        reconcile while this number stands still (``blueprintd.operator.quiet``)."""
+        current = self._clusters.get(cluster_name)
+        return current.observed_changes() if current is not None else None
+
     def reconciling(self, cluster_name: str) -> None:
         """A reconcile of ``cluster_name`` began (its hand-off is the next ``track``)."""
         current = self._clusters.get(cluster_name)
@@ -303,6 +310,7 @@ class ClusterMonitor:
         self.written: dict[str, Any] | None = None
         self.dirty = True  # the first flush creates the report
         self.stopped = False
+        self.changes = 0  # watch events that may change what a reconcile reads (observed_changes)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -335,6 +343,18 @@ class ClusterMonitor:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self.tasks.clear()
+
+    def observed_changes(self) -> int | None:
+        """The change count while the watches cover the member: every stream listed and
+        synced, and no reconcile, restore, held finding or recheck in flight."""
+        if self.stopped or self.in_flight or self.busy or self.held or self.pending:
+            return None
+        now = self.loop.time()
+        if any(not h.cancelled() and h.when() > now for h in self.later.values()):
+            return None
+        if not self.watch.specs <= self.synced:
+            return None
+        return self.changes
 
     def reconciling(self) -> None:
         if self.in_flight:  # the previous reconcile raised before its hand-off
@@ -397,7 +417,9 @@ class ClusterMonitor:
                 self._check(target)
 
     def _set_streams(self) -> None:
-        specs = {stream_of(t) for t in self.index.targets()}
+        # Nodes always: a reconcile's facts (GPU Feature Discovery labels, capacity) come from
+        # them, so a quiet resync may only be skipped while their changes are seen.
+        specs = {stream_of(t) for t in self.index.targets()} | {NODE_STREAM}
         for gone in set(self.cache) - specs:
             self.cache.pop(gone, None)
             self.synced.discard(gone)
@@ -460,8 +482,11 @@ class ClusterMonitor:
         spec = msg.spec
         if spec not in self.watch.specs:
             return
+        before = self.cache.get(spec)
         self.cache[spec] = {_nsname(o): o for o in msg.items}
         self.synced.add(spec)
+        if before is None or _essence(spec, before) != _essence(spec, self.cache[spec]):
+            self.changes += 1  # a first list, or a relist that found something different
         if spec.kind == "Secret" and spec.label_selector:
             for rid, tracked in self.index.releases.items():
                 if tracked.target.ref.namespace != spec.namespace:
@@ -483,6 +508,8 @@ class ClusterMonitor:
         if spec not in self.cache:
             return
         key = _nsname(obj)
+        if spec != NODE_STREAM or msg.type == "DELETED" or _node_facts(self.cache[spec].get(key)) != _node_facts(obj):
+            self.changes += 1  # a node's heartbeat (status conditions) changes no fact: not counted
         if msg.type == "DELETED":
             self.cache[spec].pop(key, None)
         else:
@@ -986,6 +1013,21 @@ def restore_failure(target: Target | None, exc: BaseException) -> str:
         + (f" ({detail})" if detail else "")
         + (" in blueprintd; the operator log has the traceback")
     )
+
+
+def _node_facts(node: dict[str, Any] | None) -> Any:
+    """What the facts collector reads from a Node: its labels, capacity and allocatable."""
+    if node is None:
+        return None
+    st = node.get("status") or {}
+    return ((node.get("metadata") or {}).get("labels"), st.get("capacity"), st.get("allocatable"))
+
+
+def _essence(spec: StreamSpec, items: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], Any]:
+    """What a relist compares with the cache: nodes by their facts, the rest by resourceVersion."""
+    if spec == NODE_STREAM:
+        return {k: _node_facts(o) for k, o in items.items()}
+    return {k: (o.get("metadata") or {}).get("resourceVersion") for k, o in items.items()}
 
 
 def _nsname(obj: dict[str, Any]) -> tuple[str, str]:

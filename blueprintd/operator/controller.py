@@ -33,7 +33,7 @@ from blueprintd.cluster.session import MemberSession
 from blueprintd.cluster.writes import Writes
 from blueprintd.drift.monitor import DriftMonitor
 from blueprintd.errors import BlueprintdError
-from blueprintd.operator import metrics, status
+from blueprintd.operator import metrics, quiet, status
 from blueprintd.operator.backoff import attempt_key, due
 from blueprintd.operator.pipeline import (
     ROLLBACK_ANNOTATION,
@@ -48,6 +48,7 @@ from blueprintd.operator.pipeline import (
     selects,
     target_version,
 )
+from blueprintd.operator.quiet import QuietMark
 from blueprintd.operator.settings import OperatorSettings
 from blueprintd.operator.sharding import Sharding
 from blueprintd.plan.inventory import Inventory
@@ -120,6 +121,7 @@ class Controller:
         # so the final status write diffs against what the server really holds.
         self._stored: dict[str, dict[str, Any]] = {}
         self.shard: Sharding | None = None  # sharded replicas (docs/ha.md); None: this one does all
+        self._quiet: dict[str, QuietMark] = {}  # members left converged by their last full reconcile
 
     async def _write(self, kind: str, obj: dict[str, Any], new: ApiModel, keys: tuple[str, ...]) -> bool:
         """Patch what changed of ``keys`` (nothing at all when nothing did); True when written."""
@@ -283,6 +285,7 @@ class Controller:
         return session
 
     def forget(self, name: str) -> None:
+        self._quiet.pop(name, None)
         cached = self._sessions.pop(name, None)
         if cached:
             cached[1].close()
@@ -310,6 +313,16 @@ class Controller:
         connect = attempt_key(mc.metadata.generation, mc.spec.kubeconfig_secret_ref.to_wire())
         if not previous.reachable and not due(previous.backoff, connect, now()):
             return MemberReconcile(name, status=previous)  # backing off: no connection, no write
+        blueprints = await self._blueprints()
+        key = quiet.inputs_key(mc, [bp if bp is not None else (n, g) for n, g, bp in blueprints])
+        changes = self.drift.observed_changes(name)
+        skip, _ = quiet.decide(
+            self._quiet.get(name), key, changes, started, self.settings.member_full_resync_seconds
+        )
+        if skip:  # nothing it would read changed: no member I/O, no render, no write
+            metrics.RECONCILES.labels(kind="MemberCluster", result="quiet").inc()
+            return MemberReconcile(name, status=previous)
+        self._quiet.pop(name, None)
         try:
             session = await self._session(mc)
             k8s_version = await session.version()
@@ -335,7 +348,7 @@ class Controller:
         self._stored[name] = raw
         self.drift.reconciling(name)  # until track, drift holds what the plans announce (on_plan)
         try:
-            outcomes = await self._outcomes(session, mc, previous, facts, restore)
+            outcomes = await self._outcomes(session, mc, previous, facts, restore, blueprints)
         except FencedOut as exc:
             # This replica lost the member mid-reconcile (blueprintd.cluster.fence): the write
             # was not sent, and the new owner reconciles and reports; nothing here is a failure.
@@ -353,6 +366,8 @@ class Controller:
         )
         new = status.fold_member(previous, observed, now(), policy=self.settings.backoff, cluster=name)
         patched = await self._write("MemberCluster", raw, new, status.MEMBER_KEYS)
+        if quiet.converged(mc, new):
+            self._quiet[name] = quiet.QuietMark(key, changes, started)
         states = {p.blueprint: p.state for p in new.blueprints}
         ready = [d for (c, b), d in self._rendered.items() if c == name and states.get(b) in ("Ready", "Drifted")]
         await self.drift.track(name, session, ready, raw, writes_of(outcomes))
@@ -363,12 +378,28 @@ class Controller:
         metrics.RECONCILE_SECONDS.labels(kind="MemberCluster").observe(time.monotonic() - started)
         return MemberReconcile(name, outcomes, new, patched)
 
+    async def _blueprints(self) -> list[tuple[str, int, Blueprint | None]]:
+        """Every Blueprint by name (name, generation, the model; None when it fails validation)."""
+        out: list[tuple[str, int, Blueprint | None]] = []
+        for raw_bp in sorted(await self.store.list("Blueprint"), key=lambda b: b["metadata"]["name"]):
+            meta = raw_bp["metadata"]
+            try:
+                out.append((meta["name"], int(meta.get("generation") or 0), Blueprint.model_validate(raw_bp)))
+            except ValidationError:
+                out.append((meta["name"], int(meta.get("generation") or 0), None))
+        return out
+
     async def _outcomes(
-        self, session: MemberSession, mc: MemberCluster, previous: MemberClusterStatus, facts: Any, restore: bool
+        self,
+        session: MemberSession,
+        mc: MemberCluster,
+        previous: MemberClusterStatus,
+        facts: Any,
+        restore: bool,
+        blueprints: list[tuple[str, int, Blueprint | None]],
     ) -> list[status.Outcome]:
         """Run the pipeline and apply for every Blueprint that selects ``mc``; release the ones
         that stopped selecting it. One typed outcome each, for the fold."""
-        raw_blueprints = await self.store.list("Blueprint")
         progress = {p.blueprint: p for p in previous.blueprints}
         # The inputs of a render besides the (immutable) revision: a change in any of them is a
         # new attempt, retried at once rather than after the previous failure's backoff.
@@ -380,11 +411,8 @@ class Controller:
         outcomes: list[status.Outcome] = []
         selecting: set[str] = set()  # Blueprints that (still) select this cluster, or cannot be read
         on_unselect: dict[str, UnselectAction] = {}
-        for raw_bp in sorted(raw_blueprints, key=lambda b: b["metadata"]["name"]):
-            bp_name = raw_bp["metadata"]["name"]
-            try:
-                bp = Blueprint.model_validate(raw_bp)
-            except ValidationError:
+        for bp_name, _, bp in blueprints:
+            if bp is None:
                 selecting.add(bp_name)  # never prune on a Blueprint we cannot read
                 continue
             if bp.status is None or not bp.status.revision:

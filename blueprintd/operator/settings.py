@@ -97,6 +97,9 @@ class OperatorSettings:
     helm: Path = Path("helm")
     workdir: Path = Path("/tmp/blueprintd-operator")
     member_resync_seconds: float = 10.0
+    # A converged member whose watches saw no change skips its resync (operator/quiet.py), but
+    # is reconciled in full at least this often (what no watch covers: ResourceSlices …).
+    member_full_resync_seconds: float = 300.0
     rollout_resync_seconds: float = 2.0
     # Failed installs and unreachable members are retried after base * 2^(n-1) seconds, capped.
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
@@ -140,6 +143,9 @@ class OperatorSettings:
             "namespace": env.get("BLUEPRINTD_NAMESPACE") or cls.namespace,
             "chart_mirrors": parse_mirrors([env.get("BLUEPRINTD_CHART_MIRRORS", "")]),
             "member_resync_seconds": _number(env, "BLUEPRINTD_MEMBER_RESYNC", cls.member_resync_seconds),
+            "member_full_resync_seconds": _number(
+                env, "BLUEPRINTD_MEMBER_FULL_RESYNC", cls.member_full_resync_seconds
+            ),
             "metrics_port": int(_number(env, "BLUEPRINTD_METRICS_PORT", cls.metrics_port)),
             "webhook_port": int(_number(env, "BLUEPRINTD_WEBHOOK_PORT", cls.webhook_port)),
             "kubeconfig": env.get("KUBECONFIG") or None,

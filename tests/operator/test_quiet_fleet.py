@@ -18,8 +18,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +52,7 @@ class Env:
     bp: str
     app_ns: str
     operator: OperatorProcess
+    metrics_port: int
 
 
 def kubectl(env: Env, *args: str, stdin: str | None = None) -> str:
@@ -147,16 +150,36 @@ def assert_quiet(env: Env, seconds: float, unreachable: tuple[str, ...] = ()) ->
         assert writes == [], f"{m.name}: {[(w.verb, w.resource, w.name) for w in writes]}"
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def member_reconciles(env: Env) -> dict[str, float]:
+    """The operator's ``blueprintd_reconciles_total{kind="MemberCluster"}`` by result."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{env.metrics_port}/metrics", timeout=10).read().decode()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "blueprintd_reconciles_total" and sample.labels.get("kind") == "MemberCluster":
+                out[sample.labels["result"]] = sample.value
+    return out
+
+
 @pytest.fixture(scope="module")
 def env(fleet: Fleet, kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     uid = uuid.uuid4().hex[:6]
     ns = f"quiet-{uid}"
     args = [
         sys.executable, "-m", "blueprintd", "operator", "--kubeconfig", str(fleet.management.kubeconfig),
-        "-n", ns, "--helm", str(kube_binaries.helm), "--metrics-port", "0", "--member-resync", "2",
+        "-n", ns, "--helm", str(kube_binaries.helm), "--metrics-port", str(port := free_port()),
+        "--member-resync", "2",
     ]  # fmt: skip
     log = tmp_path_factory.mktemp("quiet-operator") / "operator.log"
-    e = Env(fleet, kube_binaries, uid, ns, f"quiet-{uid}", f"quiet-app-{uid}", OperatorProcess(args, log))
+    e = Env(fleet, kube_binaries, uid, ns, f"quiet-{uid}", f"quiet-app-{uid}", OperatorProcess(args, log), port)
     kubectl(e, "apply", "--server-side", "--force-conflicts", "-f", os.path.join(REPO, "crds"))
     kubectl(e, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
@@ -194,7 +217,17 @@ def test_the_blueprint_converges(env: Env) -> None:
         return bool(events.items)
 
     wait_for(converged, timeout=180, what="the Blueprint to roll out to every member")
+    before = member_reconciles(env)
     assert_quiet(env, QUIET_SECONDS)
+    after = member_reconciles(env)
+    # Resyncs of converged members whose watches saw nothing skip the reconcile: no member
+    # read, no render (operator/quiet.py). Each member resyncs every 2 s; a full one still
+    # follows its own last writes once, and the 300 s full resync may fall in the window.
+    quiet = after.get("quiet", 0) - before.get("quiet", 0)
+    full = after.get("ok", 0) - before.get("ok", 0)
+    members = len(env.fleet.members)
+    assert quiet >= members * QUIET_SECONDS / 2 * 0.6, (before, after)
+    assert full <= members * (2 + QUIET_SECONDS / 300), (before, after)
 
 
 def test_quiet_after_a_member_is_deleted_with_unreachable_and_relabelled_members(env: Env) -> None:
