@@ -747,6 +747,15 @@ class BareCluster:
     kubectl: Path
     standins: StandIns
 
+    def admits_namespaces(self) -> bool:
+        """A namespace create passes admission (server-side dry run: every webhook is called)."""
+        proc = subprocess.run(
+            [str(self.kubectl), "--kubeconfig", str(self.kubeconfig), "create", "namespace", "admission-probe",
+             "--dry-run=server"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        return proc.returncode == 0
+
     def json(self, *args: str) -> Any:
         """``kubectl <args> -o json`` against this cluster."""
         out = subprocess.run(
@@ -843,6 +852,10 @@ def test_every_standin_installs_on_a_bare_api_server(
             str(bare_cluster.kubeconfig),
         )
         assert yaml.safe_load(status.stdout)["info"]["status"] == "deployed"
+        # As `helm install --wait` would: Gatekeeper's webhooks fail closed on namespace
+        # changes (check-ignore-label), so the next chart's namespace is admitted only once
+        # its webhook server runs (here: the responder behind the running Deployment).
+        wait_for(lambda: bare_cluster.admits_namespaces(), timeout=60, what=f"namespaces admitted after {name}")
 
     mig_cm = bare_cluster.json("get", "configmap", "default-mig-parted-config", "-n", "gpu-operator")
     assert "all-1g.10gb" in yaml.safe_load(mig_cm["data"]["config.yaml"])["mig-configs"]
