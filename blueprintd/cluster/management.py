@@ -26,6 +26,11 @@ PLURALS = {
 }
 
 
+
+class AlreadyExists(ClusterError):
+    """The object to create exists already (HTTP 409): someone else created it first."""
+
+
 class ManagementStore:
     """Typed reads and minimal writes of blueprintd objects in one namespace."""
 
@@ -65,7 +70,10 @@ class ManagementStore:
                 self._custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURALS[kind], body
             )
         except ApiException as exc:
-            raise ClusterError(f"creating {kind} {body['metadata'].get('name')}: {_reason(exc)}") from None
+            message = f"creating {kind} {body['metadata'].get('name')}: {_reason(exc)}"
+            if exc.status == 409:
+                raise AlreadyExists(message) from None
+            raise ClusterError(message) from None
         return obj
 
     async def patch_spec(self, kind: str, name: str, patch: dict[str, Any]) -> None:

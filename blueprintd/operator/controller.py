@@ -26,7 +26,7 @@ from blueprintd.api.membercluster import AddonProgress, BlueprintProgress, Membe
 from blueprintd.api.params import shorthand_issues
 from blueprintd.api.revision import BlueprintRevision, BlueprintRevisionSpec, revision_name
 from blueprintd.cluster.fence import FencedOut, unfenced
-from blueprintd.cluster.management import ManagementStore
+from blueprintd.cluster.management import AlreadyExists, ManagementStore
 from blueprintd.cluster.progress import StepWatch
 from blueprintd.cluster.reconcile import reconcile
 from blueprintd.cluster.session import MemberSession
@@ -121,6 +121,7 @@ class Controller:
         # so the final status write diffs against what the server really holds.
         self._stored: dict[str, dict[str, Any]] = {}
         self.shard: Sharding | None = None  # sharded replicas (docs/ha.md); None: this one does all
+        self._publishing: dict[str, asyncio.Lock] = {}  # one publish per Blueprint at a time
         self._quiet: dict[str, QuietMark] = {}  # members left converged by their last full reconcile
 
     async def _write(self, kind: str, obj: dict[str, Any], new: ApiModel, keys: tuple[str, ...]) -> bool:
@@ -134,7 +135,15 @@ class Controller:
     # --- Blueprint → BlueprintRevision ----------------------------------------------------
 
     async def publish(self, bp: dict[str, Any]) -> None:
-        """Validate a Blueprint and capture its version as an immutable BlueprintRevision."""
+        """Validate a Blueprint and capture its version as an immutable BlueprintRevision.
+
+        The Blueprint's events and the rollout timer (which publishes what another replica's
+        leadership left unpublished) may both ask at once: one publish per Blueprint at a time."""
+        lock = self._publishing.setdefault(bp["metadata"]["name"], asyncio.Lock())
+        async with lock:
+            await self._publish(bp)
+
+    async def _publish(self, bp: dict[str, Any]) -> None:
         name = bp["metadata"]["name"]
         try:
             model = Blueprint.model_validate(bp)
@@ -170,9 +179,12 @@ class Controller:
                     blueprint=name, version=version, content_hash=digest, spec=model.spec, source=_source_of(bp)
                 ),
             )
-            await self.store.create("BlueprintRevision", revision.to_wire())
-            await self.store.event(bp, "RevisionCreated", f"captured version {version} as {rev_name}")
-        elif BlueprintRevision.model_validate(existing).spec.content_hash != digest:
+            try:
+                await self.store.create("BlueprintRevision", revision.to_wire())
+                await self.store.event(bp, "RevisionCreated", f"captured version {version} as {rev_name}")
+            except AlreadyExists:  # another replica (a previous leader) captured it meanwhile
+                existing = await self.store.get("BlueprintRevision", rev_name)
+        if existing is not None and BlueprintRevision.model_validate(existing).spec.content_hash != digest:
             await self._invalid(
                 bp,
                 "VersionReused",

@@ -118,6 +118,41 @@ def test_publish_captures_a_revision_once_and_a_second_publish_writes_nothing(
     assert store.writes == []
 
 
+def test_two_publishes_at_once_capture_one_revision(store: MemoryStore, controller: Controller) -> None:
+    """The Blueprint's update event and the rollout timer may publish the same version at the
+    same moment (seen in bench_scale: "BlueprintRevision … already exists", retried 60 s later)."""
+    store.put("Blueprint", blueprint_doc())
+
+    async def both() -> None:
+        await asyncio.gather(
+            controller.publish(store.fresh("Blueprint", "gpu-platform")),
+            controller.publish(store.fresh("Blueprint", "gpu-platform")),
+        )
+
+    run(both())
+    assert len([w for w in store.writes if w[0] == "create"]) == 1
+    assert store.fresh("Blueprint", "gpu-platform")["status"]["revision"].startswith("gpu-platform-v")
+
+
+def test_a_revision_another_replica_created_meanwhile_is_taken_as_published(
+    store: MemoryStore, controller: Controller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blueprintd.cluster.management import AlreadyExists
+
+    store.put("Blueprint", blueprint_doc())
+    create = store.create
+
+    async def raced(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        await create(kind, body)  # the previous leader's create landed first
+        raise AlreadyExists(f"creating {kind} {body['metadata']['name']}: already exists")
+
+    monkeypatch.setattr(store, "create", raced)
+    run(controller.publish(store.fresh("Blueprint", "gpu-platform")))
+    st = store.fresh("Blueprint", "gpu-platform")["status"]
+    assert st["revision"].startswith("gpu-platform-v")
+    assert not any(c.get("reason") == "VersionReused" for c in st.get("conditions") or [])
+
+
 def test_a_deleted_member_leaves_the_rollout_and_the_fleet_goes_quiet(
     store: MemoryStore, controller: Controller
 ) -> None:
