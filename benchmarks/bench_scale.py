@@ -219,12 +219,20 @@ def run() -> list[dict[str, Any]]:
     quiet = float(os.environ.get("BLUEPRINTD_BENCH_QUIET", "60"))
     bins = binaries.ensure()
     results: dict[int, dict[str, float]] = {}
+    failed: dict[int, str] = {}
     with tempfile.TemporaryDirectory(prefix="bench-scale-charts-") as d:
         out = build_chart_repo(chart_sources(), Path(d), bins.helm)
         with ChartRepoServer(out) as server:
             for n in sizes:
-                results[n] = run_size(n, replicas, bins, server.url, quiet)
-    rows: list[dict[str, Any]] = []
+                try:
+                    results[n] = run_size(n, replicas, bins, server.url, quiet)
+                except Exception as exc:  # keep the sizes that ran; say why this one did not
+                    failed[n] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    rows: list[dict[str, Any]] = [
+        {"name": f"gpu-platform on {n} api-only members, {replicas} replicas", "metric": "run failed",
+         "value": why, "unit": "", "goal": ""}
+        for n, why in failed.items()
+    ]  # fmt: skip
     for n, r in results.items():
         name = f"gpu-platform on {n} api-only members, {replicas} replicas"
         big = n == max(sizes)

@@ -346,11 +346,16 @@ class Fleet:
             self._start_etcd_with_retry(etcd_peer, say)
             say(f"starting {len(state.clusters)} API servers (management + {len(names)} members)")
             started = time.monotonic()
-            for c in state.clusters:
-                c.process = self._start_apiserver(c)
-            self.save()
-            for c in state.clusters:
-                self._wait_ready_with_retry(c)
+            # In waves: fifty API servers starting at once against one etcd on a 2-core machine
+            # time etcd out and crash at their post-start hooks.
+            wave = max(8, 4 * (os.cpu_count() or 1))
+            for first in range(0, len(state.clusters), wave):
+                batch = state.clusters[first : first + wave]
+                for c in batch:
+                    c.process = self._start_apiserver(c)
+                self.save()
+                for c in batch:
+                    self._wait_ready_with_retry(c)
             say(f"all API servers ready in {time.monotonic() - started:.1f}s")
             full = [c for c in state.clusters if c.control_plane == "full"]
             if full:
@@ -481,10 +486,13 @@ class Fleet:
                 self._wait_ready(c)
                 return
             except DevFleetError as exc:
-                if "address already in use" not in str(exc) or attempt == attempts - 1:
+                busy = "address already in use" in str(exc)
+                crashed = "exited during start-up" in str(exc)  # e.g. etcd timed out under load
+                if not (busy or crashed) or attempt == attempts - 1:
                     raise
-                c.port = _free_ports(1)[0]
-                self._rewrite_kubeconfig(c)
+                if busy:
+                    c.port = _free_ports(1)[0]
+                    self._rewrite_kubeconfig(c)
                 c.process = self._start_apiserver(c)
                 self.save()
 
