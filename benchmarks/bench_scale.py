@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -226,6 +227,7 @@ def run() -> list[dict[str, Any]]:
             for n in sizes:
                 try:
                     results[n] = run_size(n, replicas, bins, server.url, quiet)
+                    print(f"   {n} members: {results[n]}", file=sys.stderr, flush=True)  # kept if a later size dies
                 except Exception as exc:  # keep the sizes that ran; say why this one did not
                     failed[n] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     rows: list[dict[str, Any]] = [

@@ -46,7 +46,10 @@ def run(settings: OperatorSettings) -> None:
         from blueprintd.cluster.lease import LeaseClient
         from blueprintd.operator.sharding import Sharding
 
-        leases = LeaseClient(store.api_client, settings.namespace, settings.replica_id, settings.shard_lease_seconds)
+        # Its own connections too: a renewal never waits for a free connection of the store's pool.
+        leases = LeaseClient(
+            management_client(kubeconfig), settings.namespace, settings.replica_id, settings.shard_lease_seconds
+        )
         controller.shard = Sharding(leases, store, drop=controller.let_go)
         logging.getLogger("blueprintd").info(
             "replica %s: sharding members by Leases (%d s)", settings.replica_id, settings.shard_lease_seconds
