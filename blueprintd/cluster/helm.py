@@ -13,6 +13,8 @@ round trip to the repository and the answer never changes for a pinned version.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,30 @@ class HelmClient:
         # this client, and two concurrent upgrades of one release make helm fail with
         # "another operation is in progress".
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # helm commands running now, and what to do once none is (``when_idle``): a session
+        # closed mid-upgrade (its member moved to another replica) must not delete the
+        # kubeconfig file under a running helm.
+        self._running = 0
+        self._idle: list[Callable[[], None]] = []
+
+    @contextlib.contextmanager
+    def _command(self) -> Iterator[None]:
+        self._running += 1
+        try:
+            yield
+        finally:
+            self._running -= 1
+            if not self._running:
+                idle, self._idle = self._idle, []
+                for fn in idle:
+                    fn()
+
+    def when_idle(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` now if no helm command is running, else once the last one ends."""
+        if self._running:
+            self._idle.append(fn)
+        else:
+            fn()
 
     def _lock(self, name: str, namespace: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
@@ -108,7 +134,8 @@ class HelmClient:
             if key not in self._charts:
                 ref, repo_arg = _chart_ref(repo, chart)
                 try:
-                    self._charts[key] = await self._client.get_chart(ref, repo=repo_arg, version=version or None)
+                    with self._command():
+                        self._charts[key] = await self._client.get_chart(ref, repo=repo_arg, version=version or None)
                 except errors.Error as exc:
                     raise HelmError(f"chart {chart} {version} not found in {repo}: {_msg(exc)}") from exc
             return self._charts[key]
@@ -137,16 +164,17 @@ class HelmClient:
         ch = await self._chart(repo, chart, version)
         self.before_write()
         try:
-            await self._client.install_or_upgrade_release(
-                name,
-                ch,
-                values,
-                namespace=namespace,
-                create_namespace=True,
-                reset_values=True,
-                wait=False,
-                description=revision_description(chart, version, values),
-            )
+            with self._command():
+                await self._client.install_or_upgrade_release(
+                    name,
+                    ch,
+                    values,
+                    namespace=namespace,
+                    create_namespace=True,
+                    reset_values=True,
+                    wait=False,
+                    description=revision_description(chart, version, values),
+                )
         except errors.Error as exc:
             raise HelmError(f"helm upgrade --install {namespace}/{name} ({chart} {version}): {_msg(exc)}") from exc
         state = await self.release(name, namespace)
@@ -166,10 +194,11 @@ class HelmClient:
 
         self.before_write()
         try:
-            if state.status == "pending-install" or state.revision <= 1:
-                await self._client.uninstall_release(state.name, namespace=state.namespace, wait=False)
-            else:
-                await self._client._command.rollback(state.name, None, namespace=state.namespace)
+            with self._command():
+                if state.status == "pending-install" or state.revision <= 1:
+                    await self._client.uninstall_release(state.name, namespace=state.namespace, wait=False)
+                else:
+                    await self._client._command.rollback(state.name, None, namespace=state.namespace)
         except errors.Error as exc:
             raise HelmError(f"recovering pending release {state.namespace}/{state.name}: {_msg(exc)}") from exc
 
@@ -179,7 +208,8 @@ class HelmClient:
         try:
             async with self._lock(name, namespace):
                 self.before_write()
-                await self._client.uninstall_release(name, namespace=namespace, wait=False)
+                with self._command():
+                    await self._client.uninstall_release(name, namespace=namespace, wait=False)
         except errors.Error as exc:
             raise HelmError(f"helm uninstall {namespace}/{name}: {_msg(exc)}") from exc
 

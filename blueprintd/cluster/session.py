@@ -66,7 +66,14 @@ class MemberSession:
         return cls(name, client, write_private(cfg, workdir / name), helm_binary, fence)
 
     def close(self) -> None:
+        """Close the connection; the kubeconfig file goes once no helm command still reads it."""
         self.api_client.close()
+        if hasattr(self, "_helm"):
+            self._helm.when_idle(self._remove_kubeconfig)
+        else:
+            self._remove_kubeconfig()
+
+    def _remove_kubeconfig(self) -> None:
         self.kubeconfig_file.unlink(missing_ok=True)
 
     @property
