@@ -8,8 +8,7 @@ from pathlib import Path
 
 from blueprintd.cluster.helm import HelmClient
 from blueprintd.cluster.session import MemberSession
-
-HELM = Path("/bin/true")  # never run here: only the bookkeeping around helm commands is
+from blueprintd.devfleet.binaries import Binaries
 
 
 class _Api:
@@ -19,22 +18,24 @@ class _Api:
         self.closed = True
 
 
-def test_the_kubeconfig_stays_until_the_running_helm_command_ends(tmp_path: Path) -> None:
+def test_the_kubeconfig_stays_until_the_running_helm_command_ends(tmp_path: Path, kube_binaries: Binaries) -> None:
+    helm = kube_binaries.helm  # pyhelm3 asks its version; no release command runs here
     kubeconfig = tmp_path / "member.kubeconfig"
     kubeconfig.write_text("apiVersion: v1\n")
     api = _Api()
-    session = MemberSession("m1", api, kubeconfig, HELM)
-    session._helm = HelmClient(HELM, kubeconfig, api_client=api)
+    session = MemberSession("m1", api, kubeconfig, helm)
+    session._helm = HelmClient(helm, kubeconfig, api_client=api)
     with session.helm._command(), session.helm._command():  # an upgrade and a chart fetch
         session.close()
         assert api.closed and kubeconfig.exists()
     assert not kubeconfig.exists()
 
 
-def test_an_idle_session_removes_its_kubeconfig_at_once(tmp_path: Path) -> None:
+def test_an_idle_session_removes_its_kubeconfig_at_once(tmp_path: Path, kube_binaries: Binaries) -> None:
+    helm = kube_binaries.helm
     kubeconfig = tmp_path / "member.kubeconfig"
     kubeconfig.write_text("apiVersion: v1\n")
-    session = MemberSession("m1", _Api(), kubeconfig, HELM)
+    session = MemberSession("m1", _Api(), kubeconfig, helm)
     _ = session.helm  # created, nothing running
     session.close()
     assert not kubeconfig.exists()
