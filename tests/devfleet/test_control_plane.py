@@ -9,6 +9,7 @@ removes it, service accounts exist, and every address the API server dials stays
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import subprocess
 import threading
 import time
@@ -319,17 +320,24 @@ def test_webhook_of_a_ready_addon_pod_is_answered_on_loopback(
     )
     try:
 
-        def created() -> bool:
-            try:
-                core.create_namespaced_config_map(ns, {"metadata": {"name": "allowed"}})
-            except ApiException:
-                return False
-            return True
+        tries = itertools.count()
 
-        wait_for(created, timeout=90, what="the webhook answered once the add-on's Pod is Ready")
-        answers = [a for a in full_standins.webhooks["full-1"].answers if a.namespace == ns]
+        def created() -> str | None:
+            # The API server picks a new webhook configuration up asynchronously: a create in
+            # that moment is admitted without a call, so only a create the responder answered
+            # counts.
+            name = f"allowed-{next(tries)}"
+            try:
+                core.create_namespaced_config_map(ns, {"metadata": {"name": name}})
+            except ApiException:
+                return None
+            answered = any(a.name == name for a in full_standins.webhooks["full-1"].answers if a.namespace == ns)
+            return name if answered else None
+
+        name = wait_for(created, timeout=90, what="the webhook answered once the add-on's Pod is Ready")
+        answers = [a for a in full_standins.webhooks["full-1"].answers if a.namespace == ns and a.name == name]
         assert [(a.kind, a.operation, a.name, a.path, a.target.ip, a.target.port) for a in answers] == [
-            ("ConfigMap", "CREATE", "allowed", "/v1/admit", svc.spec.cluster_ip, 443)
+            ("ConfigMap", "CREATE", name, "/v1/admit", svc.spec.cluster_ip, 443)
         ]
         import base64
 

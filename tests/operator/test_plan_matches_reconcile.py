@@ -42,6 +42,9 @@ class NoDrift:
     def reconciling(self, *_: Any) -> None:
         return None
 
+    def observed_changes(self, *_: Any) -> int | None:
+        return None  # never watched: every resync is a full one
+
     def will_write(self, *_: Any) -> None:
         return None
 
