@@ -35,3 +35,30 @@ def dynamic_client(api_client: Any) -> Any:
     from kubernetes import dynamic
 
     return dynamic.DynamicClient(api_client, cache_file=os.path.join(_cache_dir(), f"{uuid.uuid4().hex}.json"))
+
+
+class Discovery:
+    """One API client's discovery, shared by everything that uses that client, thread-safe.
+
+    Every ``DynamicClient`` holds its own copy of the member's API discovery (about 200 KiB
+    for the built-in APIs alone), and the operator used four per member: the reconcile's
+    objects, the drift restorer's and guard's, and the watch's paths. One per member is
+    enough: discovery does not depend on the field manager that writes. The library's cache
+    is not thread-safe either (an invalidation empties it while another thread reads it:
+    ``KeyError: 'resources'``), so every lookup holds the lock. The client is built on first
+    use: building it costs three GETs (version, core and group lists).
+    """
+
+    def __init__(self, api_client: Any) -> None:
+        self.api_client = api_client
+        self._dyn: Any = None
+        self._lock = threading.RLock()
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        """The library's ``Resource`` for a kind; raises ``ResourceNotFoundError`` when the
+        cluster does not serve it. A kind missing from the cache (a CRD created since) makes
+        the library rediscover once by itself before it gives up."""
+        with self._lock:
+            if self._dyn is None:
+                self._dyn = dynamic_client(self.api_client)
+            return self._dyn.resources.get(api_version=api_version, kind=kind)

@@ -91,10 +91,14 @@ def api_client(cfg: dict[str, Any]) -> Any:
     """A ``kubernetes.client.ApiClient`` for an already-checked kubeconfig dict."""
     from kubernetes import config
 
+    from blueprintd.cluster.tls import share_tls_context
+
     try:
-        return config.new_client_from_config_dict(cfg)
-    except Exception as exc:  # the client raises ConfigException and friends
+        client = config.new_client_from_config_dict(cfg)
+        share_tls_context(client)
+    except Exception as exc:  # the client raises ConfigException and friends, ssl an SSLError
         raise ClusterError(f"cannot build a client from the kubeconfig: {type(exc).__name__}") from None
+    return client
 
 
 def write_private(cfg: dict[str, Any], directory: Path | None = None) -> Path:

@@ -9,10 +9,10 @@ every kind, including CRDs an add-on installed a moment ago.
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Any
 
 from blueprintd.api.ref import ObjectRef as ObjectRef  # re-exported: the adapters name objects with it
+from blueprintd.cluster.discovery import Discovery
 from blueprintd.cluster.fence import WriteCheck, unfenced
 from blueprintd.errors import ClusterError
 
@@ -27,34 +27,31 @@ class ObjectClient:
     """Typed-by-GVK access to one cluster through the dynamic client."""
 
     def __init__(
-        self, api_client: Any, field_manager: str = FIELD_MANAGER, *, before_write: WriteCheck = unfenced
+        self,
+        api_client: Any,
+        field_manager: str = FIELD_MANAGER,
+        *,
+        before_write: WriteCheck = unfenced,
+        discovery: Discovery | None = None,
     ) -> None:
         """``before_write``: called right before every write is sent (the shard fence,
-        ``blueprintd.cluster.fence``); it raises to stop the write."""
-        from blueprintd.cluster.discovery import dynamic_client
-
+        ``blueprintd.cluster.fence``); it raises to stop the write. ``discovery``: the API
+        discovery of ``api_client``, shared with the client's other users (a session's)."""
         self.api_client = api_client
         self.field_manager = field_manager
         self.before_write = before_write
-        self._dyn = dynamic_client(api_client)
-        # The dynamic client's discovery cache is not thread-safe (an invalidation empties it
-        # while another thread reads it: ``KeyError: 'resources'``), and every call here runs
-        # in a worker thread, several at once when drift is restored on many objects.
-        self._discovery = threading.RLock()
+        self.discovery = discovery or Discovery(api_client)
 
     def _resource(self, api_version: str, kind: str) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-        # A kind missing from the cached discovery (a CRD created since) makes the library
-        # rediscover once by itself before it gives up: no retry of our own is needed.
-        with self._discovery:
-            try:
-                return self._dyn.resources.get(api_version=api_version, kind=kind)
-            except ResourceNotFoundError:
-                raise ApplyError(
-                    f"the cluster does not serve {kind} ({api_version}); is the add-on that installs its CRD "
-                    "listed in dependsOn?"
-                ) from None
+        try:
+            return self.discovery.resource(api_version, kind)
+        except ResourceNotFoundError:
+            raise ApplyError(
+                f"the cluster does not serve {kind} ({api_version}); is the add-on that installs its CRD "
+                "listed in dependsOn?"
+            ) from None
 
     def namespaced(self, api_version: str, kind: str) -> bool:
         return bool(self._resource(api_version, kind).namespaced)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from blueprintd.api.ref import ObjectRef
+from blueprintd.cluster.discovery import Discovery
 from blueprintd.cluster.fence import WriteCheck, unfenced
 from blueprintd.cluster.helm import HelmClient, HelmError
 from blueprintd.cluster.kubeconfig import write_private
@@ -82,9 +83,16 @@ class MemberSession:
             self._objects = self.object_client()
         return self._objects
 
+    @property
+    def discovery(self) -> Discovery:
+        """The member's API discovery, one copy for every client of this session."""
+        if not hasattr(self, "_discovery"):
+            self._discovery = Discovery(self.api_client)
+        return self._discovery
+
     def object_client(self, field_manager: str = FIELD_MANAGER) -> ObjectClient:
         """A client for this member's objects that writes as ``field_manager``, behind the fence."""
-        return ObjectClient(self.api_client, field_manager, before_write=self.fence)
+        return ObjectClient(self.api_client, field_manager, before_write=self.fence, discovery=self.discovery)
 
     @property
     def helm(self) -> HelmClient:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import random
@@ -270,6 +271,22 @@ class _Release:
     records: dict[int, helmrecords.ReleaseRecord] = field(default_factory=dict)
     rendered_revision: int = -1
 
+    def keep_current_content(self) -> None:
+        """Drop the manifest and CRDs of every revision but the current one. Only the current
+        revision's are ever read (its rendered objects are what drift checks), and Helm keeps
+        up to ten revisions of a release, each with the whole chart's output: kept, they were
+        most of the monitor's memory per member."""
+        cur = helmrecords.current(self.records.values())
+        for rev, rec in self.records.items():
+            if rec is not cur and (rec.manifest or rec.crds):
+                self.records[rev] = dataclasses.replace(rec, manifest="", crds="")
+
+
+def _without_record(secret: dict[str, Any]) -> dict[str, Any]:
+    """A Helm storage Secret as the cache keeps it: without ``data``, the whole release record
+    (chart included) in base64. What is read of it is decoded once, into ``_Release``."""
+    return {k: v for k, v in secret.items() if k != "data"}
+
 
 class ClusterMonitor:
     """Drift state of one member cluster. Watch threads only enqueue; all state changes happen
@@ -297,7 +314,9 @@ class ClusterMonitor:
         self.users: list[str] = [parent.operator_user] if parent.operator_user else []
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
-        self.watch = MemberWatch(name, session.api_client.configuration, self._deliver, counter=self.counter)
+        self.watch = MemberWatch(
+            name, session.api_client.configuration, self._deliver, counter=self.counter, discovery=session.discovery
+        )
         self.tasks: list[asyncio.Task[None]] = []
         self.busy: dict[str, asyncio.Task[None]] = {}
         self.held: set[Target] = set()  # checks deferred while the reconcile works on them
@@ -483,11 +502,12 @@ class ClusterMonitor:
         if spec not in self.watch.specs:
             return
         before = self.cache.get(spec)
-        self.cache[spec] = {_nsname(o): o for o in msg.items}
+        records = spec.kind == "Secret" and bool(spec.label_selector)
+        self.cache[spec] = {_nsname(o): _without_record(o) if records else o for o in msg.items}
         self.synced.add(spec)
         if before is None or _essence(spec, before) != _essence(spec, self.cache[spec]):
             self.changes += 1  # a first list, or a relist that found something different
-        if spec.kind == "Secret" and spec.label_selector:
+        if records:
             for rid, tracked in self.index.releases.items():
                 if tracked.target.ref.namespace != spec.namespace:
                     continue
@@ -497,6 +517,7 @@ class ClusterMonitor:
                 for item in msg.items:
                     if helmrecords.release_name(item) == name and (rec := helmrecords.decode(item)) is not None:
                         rel.records[rec.revision] = rec
+                rel.keep_current_content()
                 self._release_changed(rid)
             return
         for t in self.index.targets():
@@ -510,11 +531,12 @@ class ClusterMonitor:
         key = _nsname(obj)
         if spec != NODE_STREAM or msg.type == "DELETED" or _node_facts(self.cache[spec].get(key)) != _node_facts(obj):
             self.changes += 1  # a node's heartbeat (status conditions) changes no fact: not counted
+        records = spec.kind == "Secret" and bool(spec.label_selector)
         if msg.type == "DELETED":
             self.cache[spec].pop(key, None)
         else:
-            self.cache[spec][key] = obj
-        if spec.kind == "Secret" and spec.label_selector:
+            self.cache[spec][key] = _without_record(obj) if records else obj
+        if records:
             rid = release_target(spec.namespace, helmrecords.release_name(obj)).id
             if rid not in self.index.releases:
                 return
@@ -523,9 +545,15 @@ class ClusterMonitor:
             if rec is None:
                 return
             if msg.type == "DELETED":
+                was_current = rel.records and rec.revision == max(rel.records)
                 rel.records.pop(rec.revision, None)
+                if was_current and rel.records:
+                    # Only the current revision's manifest is kept: the one now current
+                    # (someone deleted the newest record) is read again by a relist.
+                    self.watch.relist(spec)
             else:
                 rel.records[rec.revision] = rec
+                rel.keep_current_content()
             self._release_changed(rid)
             return
         if spec == NODE_STREAM:

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from blueprintd.cluster.discovery import Discovery
+
 log = logging.getLogger("blueprintd.drift.watch")
 
 
@@ -119,8 +121,13 @@ class MemberWatch:
         counter: ApiCounter | None = None,
         watch_timeout: int = 240,
         backoff: tuple[float, float] = (0.25, 5.0),
+        discovery: Discovery | None = None,
     ) -> None:
+        """``discovery``: the member's API discovery, shared with the session's clients (the
+        watch needs a kind's path and scope, nothing it would not also know)."""
         from kubernetes import client
+
+        from blueprintd.cluster.tls import share_tls_context
 
         cfg = copy.deepcopy(configuration)
         cfg.connection_pool_maxsize = 64  # one long-lived connection per stream, plus lists
@@ -130,10 +137,11 @@ class MemberWatch:
         self.watch_timeout = watch_timeout
         self.backoff = backoff
         self._api = client.ApiClient(cfg)
+        share_tls_context(self._api)  # one context for every stream's connection, not one each
+        self._discovery = discovery or Discovery(self._api)
         self._paths: dict[tuple[str, str], tuple[str, bool]] = {}
         self._ns_paths: dict[tuple[str, str], str] = {}
-        self._dyn: Any = None
-        self._discovery_lock = threading.Lock()
+        self._paths_lock = threading.Lock()
         self._streams: dict[StreamSpec, _Stream] = {}
         self._closed = False
 
@@ -182,16 +190,12 @@ class MemberWatch:
         """The collection URL path of a kind (discovery, cached). Raises ``_NotServed``."""
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-        from blueprintd.cluster.discovery import dynamic_client
-
         key = (api_version, kind)
-        with self._discovery_lock:
+        with self._paths_lock:
             if key not in self._paths:
                 self.counter.add("discovery")
-                if self._dyn is None:
-                    self._dyn = dynamic_client(self._api)
                 try:  # a kind missing from the cache (a new CRD) is rediscovered by the library
-                    res = self._dyn.resources.get(api_version=api_version, kind=kind)
+                    res = self._discovery.resource(api_version, kind)
                 except ResourceNotFoundError:
                     raise _NotServed(f"{kind} ({api_version}) is not served") from None
                 self._paths[key] = (str(res.path()), bool(res.namespaced))

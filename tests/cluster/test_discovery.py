@@ -36,7 +36,7 @@ def test_a_kind_not_served_costs_one_rediscovery_and_a_new_crd_is_found(member: 
 
     objects = ObjectClient(member.api_client())
     assert objects.namespaced("v1", "ConfigMap")  # discovery cached
-    resources = objects._dyn.resources
+    resources = objects.discovery._dyn.resources
     calls = []
     rediscover = resources.invalidate_cache
     resources.invalidate_cache = lambda: (calls.append(1), rediscover())[1]

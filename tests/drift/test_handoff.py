@@ -88,6 +88,7 @@ class _Session:
 
     def __init__(self) -> None:
         self.api_client = type("ApiClient", (), {"configuration": Configuration()})()
+        self.discovery = None  # never asked: the watch is a stand-in
 
 
 @pytest.fixture(autouse=True)
