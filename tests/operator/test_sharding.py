@@ -29,14 +29,22 @@ class FakeLeases:
         self.renew_ok = renew_ok
         self.leader: str | None = None
         self.released = False
+        self.renewals: list[datetime] = []
 
-    async def arenew_heartbeat(self, now: datetime) -> bool:
+    def renew_heartbeat(self, now: datetime) -> bool:
         if self.renew_ok:
             self.view[self.replica] = ReplicaLease(self.replica, now, self.duration_seconds)
+            self.renewals.append(now)
         return self.renew_ok
 
-    async def aheartbeats(self) -> dict[str, ReplicaLease]:
+    async def arenew_heartbeat(self, now: datetime) -> bool:
+        return self.renew_heartbeat(now)
+
+    def heartbeats(self) -> dict[str, ReplicaLease]:
         return dict(self.view)
+
+    async def aheartbeats(self) -> dict[str, ReplicaLease]:
+        return self.heartbeats()
 
     async def acontend_leader(self, now: datetime) -> tuple[bool, LeaderAction]:
         if self.leader in (None, self.replica):
@@ -209,3 +217,53 @@ def test_a_fresh_replica_keeps_its_members_across_heartbeats() -> None:
         asyncio.run(shard.beat())
         shard.write_check(mine)()
     assert dropped == []
+
+
+# --- the heartbeat watchdog (Lease 6 s: beats every 2 s, fresh below 4 s, rescued from 3 s) ---
+
+
+def test_a_late_heartbeat_is_renewed_from_the_watchdog_thread_and_the_members_stay() -> None:
+    """The event loop is busy past its beat: the thread renews, so the fence keeps passing and
+    no member is let go of for nothing."""
+    shard, leases, _, clock, dropped = setup("a", {})
+    m = name_owned_by("a", ["a"])
+    assert admit(shard, member(m), dropped)
+    clock.now = NOW + timedelta(seconds=1)
+    assert not shard.rescue(), "the loop's beat is on time: the thread writes nothing"
+    clock.now = NOW + timedelta(seconds=3.5)
+    assert shard.rescue() and leases.renewals[-1] == clock.now and shard.rescued == 1
+    assert shard._view["a"].renew_time == clock.now, "the fence's view is listed again too"
+    clock.now = NOW + timedelta(seconds=6)  # 6 s after the loop's last beat, 2.5 s after the rescue
+    shard.write_check(m)()  # still fresh: not fenced
+    asyncio.run(shard.beat())
+    assert dropped == [], "nothing was let go of"
+
+
+def test_a_lapsed_lease_is_never_renewed_by_the_watchdog_while_members_are_held() -> None:
+    """After a pause past the fresh window, the loop's beat must let go of the members before
+    anything renews (the write fence relies on it): the thread leaves the Lease alone."""
+    shard, leases, _, clock, dropped = setup("a", {})
+    m = name_owned_by("a", ["a"])
+    assert admit(shard, member(m), dropped)
+    before = len(leases.renewals)
+    clock.now = NOW + timedelta(seconds=5)
+    assert not shard.rescue() and len(leases.renewals) == before
+    with pytest.raises(FencedOut):
+        shard.write_check(m)()
+    asyncio.run(shard.beat())
+    assert dropped == [f"lapsed:{m}"], "the beat lets go first, then renews"
+    clock.now = NOW + timedelta(seconds=8.5)  # lapsed again, but nothing is held now
+    assert shard.rescue(), "with no member held, renewing late is harmless"
+
+
+def test_the_watchdog_thread_runs_from_start_to_stop() -> None:
+    async def scenario() -> None:
+        leases = FakeLeases("a", {})
+        shard = Sharding(leases, FakeStore())  # type: ignore[arg-type]
+        await shard.start()
+        assert shard._watchdog is not None and shard._watchdog.is_alive()
+        await shard.stop()
+        shard._watchdog.join(timeout=5)
+        assert not shard._watchdog.is_alive() and leases.released
+
+    asyncio.run(scenario())
