@@ -1,0 +1,176 @@
+"""Where the operator's memory per member goes: the marginal RSS of one more member, and the
+cost of the drift watch streams that make up most of it.
+
+1. **Marginal memory.** One ``blueprintd operator --shards`` replica (the chart's defaults) and
+   the project's own ``blueprints/gpu-platform`` on a local fleet of api-only members, the
+   members registered in two steps (``BLUEPRINTD_BENCH_MEMORY_SIZES``, default ``3,12``). Once
+   each step has converged and settled (30 s), the replica's RSS and thread count come from
+   /proc; the slope between the two steps is the memory one more member costs (issue 15's
+   goal: <= 1 MiB per member).
+2. **Watch streams.** In this process, 5 x 39 idle list-and-watch streams (``MemberWatch``,
+   39 being what the default blueprint needs per member) against one member's API server:
+   RSS per stream with one TLS context shared by the streams' connections (what the operator
+   does), against the same with urllib3's default of a context per connection, measured in
+   the same run (the baseline of the ratio).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.bench_scale import NS, applied, blueprint
+from blueprintd.devfleet import binaries
+from blueprintd.devfleet.chaos import sharded_operator_argv
+from blueprintd.devfleet.chartrepo import ChartRepoServer, build_chart_repo
+from blueprintd.devfleet.chartserve import REPO_ROOT, chart_sources
+from blueprintd.devfleet.demo import member_registration, mirror_flags
+from blueprintd.devfleet.fleet import ClusterHandle, Fleet
+from blueprintd.devfleet.nodes import uniform_fleet
+from blueprintd.devfleet.standins import StandIns
+from blueprintd.devfleet.testing import running_fleet
+
+SETTLE_S = 30.0
+STREAMS = 39
+WATCHES = 5
+
+
+def _status(pid: int | str) -> dict[str, int]:
+    """VmRSS (KiB) and Threads of a process, from /proc."""
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "Threads"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def _register(fleet: Fleet, kubectl: list[str], members: list[ClusterHandle]) -> None:
+    docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}]
+    for m in members:
+        docs += member_registration(fleet, m, NS)
+    subprocess.run([*kubectl, "apply", "--server-side", "-f", "-"], input=yaml.safe_dump_all(docs), text=True,
+                   check=True, capture_output=True)  # fmt: skip
+
+
+def _converged(fleet: Fleet, kubectl: Path, n: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for v in applied(fleet, kubectl).values() if v == "1.0.0") >= n:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"the operator exited ({proc.returncode})")
+        time.sleep(2)
+    raise RuntimeError(f"1.0.0 did not reach {n} members within {timeout:.0f} s")
+
+
+def marginal_memory(small: int, large: int, bins: binaries.Binaries, repo_url: str, work: Path) -> dict[str, float]:
+    with running_fleet(work / "f", uniform_fleet(large, ["l4"], 1, control_plane="api-only"), bins) as fleet:
+        sim = StandIns(fleet)
+        sim.start()
+        kubectl = [str(bins.kubectl), "--kubeconfig", str(fleet.management.kubeconfig)]
+        subprocess.run([*kubectl, "apply", "--server-side", "-f", str(REPO_ROOT / "crds")], check=True,
+                       capture_output=True)  # fmt: skip
+        subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd", "--all"], check=True,
+                       capture_output=True)  # fmt: skip
+        _register(fleet, kubectl, fleet.members[:small])
+        argv = sharded_operator_argv(fleet, bins.helm, NS, "r1", 15, 10.0)
+        for m in mirror_flags(repo_url):
+            argv += ["--chart-mirror", m]
+        with (work / "operator.log").open("wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                subprocess.run([*kubectl, "apply", "-n", NS, "-f", "-"], input=yaml.safe_dump(blueprint("1.0.0")),
+                               text=True, check=True, capture_output=True)  # fmt: skip
+                _converged(fleet, bins.kubectl, small, proc, 600 + 30 * small)
+                time.sleep(SETTLE_S)
+                at_small = _status(proc.pid)
+                _register(fleet, kubectl, fleet.members[small:])
+                _converged(fleet, bins.kubectl, large, proc, 600 + 30 * large)
+                time.sleep(SETTLE_S)
+                at_large = _status(proc.pid)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                sim.stop()
+        stream_cost = watch_stream_cost(fleet.members[0])
+    return {
+        "rss_small": at_small["VmRSS"] / 1024,
+        "rss_large": at_large["VmRSS"] / 1024,
+        "slope": (at_large["VmRSS"] - at_small["VmRSS"]) / 1024 / (large - small),
+        "threads_per_member": (at_large["Threads"] - at_small["Threads"]) / (large - small),
+        **stream_cost,
+    }
+
+
+def watch_stream_cost(member: ClusterHandle) -> dict[str, float]:
+    """RSS per idle stream, with the shared TLS context and with a context per connection."""
+    from kubernetes import client
+
+    from blueprintd.drift.watch import MemberWatch, StreamSpec
+
+    api = member.api_client()
+    out: dict[str, float] = {}
+    for shared in (False, True):
+        gc.collect()
+        before = _status("self")["VmRSS"]
+        delivered: list[Any] = []
+        watches = []
+        for i in range(WATCHES):
+            w = MemberWatch(f"bench-{i}", api.configuration, delivered.append)
+            if not shared:  # what the kubernetes client does by itself: file names, a context per connection
+                w._api.rest_client = client.rest.RESTClientObject(w._api.configuration)
+            w.set_streams([StreamSpec("v1", "ConfigMap", f"bench-{j}") for j in range(STREAMS)])
+            watches.append(w)
+        deadline = time.monotonic() + 60
+        while len(delivered) < WATCHES * STREAMS and time.monotonic() < deadline:  # every stream listed
+            time.sleep(0.2)
+        time.sleep(3)  # and watching
+        delivered.clear()
+        gc.collect()
+        per_stream = (_status("self")["VmRSS"] - before) / (WATCHES * STREAMS)
+        for w in watches:
+            w.close()
+        out["stream_kib_shared" if shared else "stream_kib_per_connection"] = per_stream
+    return out
+
+
+def run() -> list[dict[str, Any]]:
+    small, large = (int(s) for s in os.environ.get("BLUEPRINTD_BENCH_MEMORY_SIZES", "3,12").split(","))
+    bins = binaries.ensure()
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as d:
+        out = build_chart_repo(chart_sources(), Path(d) / "charts", bins.helm)
+        with ChartRepoServer(out) as server:
+            r = marginal_memory(small, large, bins, server.url, Path(d))
+    name = f"gpu-platform, 1 replica, {small} -> {large} api-only members"
+    streams = f"{WATCHES} x {STREAMS} idle watch streams, in process"
+    return [
+        {"name": name, "metric": f"operator RSS at {small} members", "value": r["rss_small"], "unit": "MiB",
+         "goal": ""},
+        {"name": name, "metric": f"operator RSS at {large} members", "value": r["rss_large"], "unit": "MiB",
+         "goal": ""},
+        {"name": name, "metric": "marginal memory per member", "value": r["slope"], "unit": "MiB", "goal": "<= 1"},
+        {"name": name, "metric": "operator threads per member", "value": r["threads_per_member"], "unit": "threads",
+         "goal": ""},
+        {"name": streams, "metric": "RSS per stream, a TLS context per connection (baseline)",
+         "value": r["stream_kib_per_connection"], "unit": "KiB", "goal": ""},
+        {"name": streams, "metric": "RSS per stream, one shared TLS context", "value": r["stream_kib_shared"],
+         "unit": "KiB", "goal": ""},
+        {"name": streams, "metric": "ratio shared / baseline",
+         "value": r["stream_kib_shared"] / r["stream_kib_per_connection"], "unit": "", "goal": ""},
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)
