@@ -32,6 +32,7 @@ import http.server
 import json
 import logging
 import ssl
+import sys
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -136,6 +137,21 @@ def ca_bundle_patch(config: dict[str, Any], targets: set[tuple[str, str]], ca_b6
         if (ns, name) in targets and (hook.get("clientConfig") or {}).get("caBundle") != ca_b64:
             ops.append({"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": ca_b64})
     return ops
+
+
+class _HttpServer(http.server.ThreadingHTTPServer):
+    """A caller that hung up is not an error of the responder. An API server gives up on a
+    webhook call after its ``timeoutSeconds`` (on a loaded machine, before the answer is
+    written) and closes the connection; socketserver would print a traceback for each."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            log.debug("webhook caller %s hung up: %s", client_address, exc)
+            return
+        super().handle_error(request, client_address)
 
 
 @dataclass
@@ -248,7 +264,7 @@ class WebhookResponder:
                 return
 
         try:
-            httpd = http.server.ThreadingHTTPServer((target.ip, target.port), Handler)
+            httpd = _HttpServer((target.ip, target.port), Handler)
         except OSError as exc:
             reason = f"cannot listen on {target.ip}:{target.port} for {target.namespace}/{target.service}: {exc}"
             if target.port < 1024:
@@ -258,7 +274,6 @@ class WebhookResponder:
             self.errors[target] = reason
             return
         httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-        httpd.daemon_threads = True
         t = threading.Thread(target=httpd.serve_forever, name=f"webhook-{target.service}", daemon=True)
         t.start()
         self.errors.pop(target, None)

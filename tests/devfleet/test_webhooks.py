@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from blueprintd.devfleet import webhooks
 from blueprintd.devfleet.webhooks import admission_response, ca_bundle_patch, service_refs
 
@@ -85,3 +87,32 @@ def test_without_pods_a_workload_with_replicas_is_served_on_api_only_members() -
 
 def test_an_empty_selector_selects_nothing() -> None:
     assert not webhooks.backed_by_running({}, [_pod("Running", {})], [_deployment(1, {})])
+
+
+def test_a_caller_that_hung_up_is_not_reported_but_a_responder_bug_is(capsys: pytest.CaptureFixture[str]) -> None:
+    """The API server closes a webhook call it gave up on: no traceback for that, one for a bug."""
+    import http.server
+    import threading
+    import urllib.request
+
+    from blueprintd.devfleet.webhooks import _HttpServer
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            raise BrokenPipeError("the caller hung up") if self.path == "/gone" else ValueError("a responder bug")
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    srv = _HttpServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        for path in ("/gone", "/bug"):
+            with pytest.raises(OSError):  # the connection closes without an answer
+                urllib.request.urlopen(f"http://127.0.0.1:{srv.server_address[1]}{path}", timeout=10)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    err = capsys.readouterr().err
+    assert "BrokenPipeError: the caller hung up" not in err
+    assert err.count("Exception occurred during processing") == 1 and "ValueError: a responder bug" in err
