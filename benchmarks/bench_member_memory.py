@@ -1,22 +1,17 @@
-"""Where the operator's memory per member goes: the marginal RSS of one more member, and the
-cost of the drift watch streams that make up most of it.
+"""The operator's marginal memory per member: what one more member costs.
 
-1. **Marginal memory.** One ``blueprintd operator --shards`` replica (the chart's defaults) and
-   the project's own ``blueprints/gpu-platform`` on a local fleet of api-only members, the
-   members registered in two steps (``BLUEPRINTD_BENCH_MEMORY_SIZES``, default ``3,12``). Once
-   each step has converged and settled (30 s), the replica's RSS and thread count come from
-   /proc; the slope between the two steps is the memory one more member costs (issue 15's
-   goal: <= 1 MiB per member).
-2. **Watch streams.** In this process, 5 x 39 idle list-and-watch streams (``MemberWatch``,
-   39 being what the default blueprint needs per member) against one member's API server:
-   RSS per stream with one TLS context shared by the streams' connections (what the operator
-   does), against the same with urllib3's default of a context per connection, measured in
-   the same run (the baseline of the ratio).
+One ``blueprintd operator --shards`` replica (the chart's defaults) and the project's own
+``blueprints/gpu-platform`` on a local fleet of api-only members, the members registered in
+two steps (``BLUEPRINTD_BENCH_MEMORY_SIZES``, default ``3,12``). Once each step has converged
+and settled (30 s), the replica's RSS and thread count come from /proc; the slope between the
+two steps is the memory one more member costs (issue 15's goal: <= 1 MiB per member).
+
+Most of that slope is the drift monitor's watch streams, 38 per member for this blueprint
+(the thread count per member says so); ``watch_streams`` measures what one costs.
 """
 
 from __future__ import annotations
 
-import gc
 import os
 import subprocess
 import tempfile
@@ -38,8 +33,6 @@ from blueprintd.devfleet.standins import StandIns
 from blueprintd.devfleet.testing import running_fleet
 
 SETTLE_S = 30.0
-STREAMS = 39
-WATCHES = 5
 
 
 def _status(pid: int | str) -> dict[str, int]:
@@ -103,46 +96,12 @@ def marginal_memory(small: int, large: int, bins: binaries.Binaries, repo_url: s
                 except subprocess.TimeoutExpired:
                     proc.kill()
                 sim.stop()
-        stream_cost = watch_stream_cost(fleet.members[0])
     return {
         "rss_small": at_small["VmRSS"] / 1024,
         "rss_large": at_large["VmRSS"] / 1024,
         "slope": (at_large["VmRSS"] - at_small["VmRSS"]) / 1024 / (large - small),
         "threads_per_member": (at_large["Threads"] - at_small["Threads"]) / (large - small),
-        **stream_cost,
     }
-
-
-def watch_stream_cost(member: ClusterHandle) -> dict[str, float]:
-    """RSS per idle stream, with the shared TLS context and with a context per connection."""
-    from kubernetes import client
-
-    from blueprintd.drift.watch import MemberWatch, StreamSpec
-
-    api = member.api_client()
-    out: dict[str, float] = {}
-    for shared in (False, True):
-        gc.collect()
-        before = _status("self")["VmRSS"]
-        delivered: list[Any] = []
-        watches = []
-        for i in range(WATCHES):
-            w = MemberWatch(f"bench-{i}", api.configuration, delivered.append)
-            if not shared:  # what the kubernetes client does by itself: file names, a context per connection
-                w._api.rest_client = client.rest.RESTClientObject(w._api.configuration)
-            w.set_streams([StreamSpec("v1", "ConfigMap", f"bench-{j}") for j in range(STREAMS)])
-            watches.append(w)
-        deadline = time.monotonic() + 60
-        while len(delivered) < WATCHES * STREAMS and time.monotonic() < deadline:  # every stream listed
-            time.sleep(0.2)
-        time.sleep(3)  # and watching
-        delivered.clear()
-        gc.collect()
-        per_stream = (_status("self")["VmRSS"] - before) / (WATCHES * STREAMS)
-        for w in watches:
-            w.close()
-        out["stream_kib_shared" if shared else "stream_kib_per_connection"] = per_stream
-    return out
 
 
 def run() -> list[dict[str, Any]]:
@@ -153,7 +112,6 @@ def run() -> list[dict[str, Any]]:
         with ChartRepoServer(out) as server:
             r = marginal_memory(small, large, bins, server.url, Path(d))
     name = f"gpu-platform, 1 replica, {small} -> {large} api-only members"
-    streams = f"{WATCHES} x {STREAMS} idle watch streams, in process"
     return [
         {"name": name, "metric": f"operator RSS at {small} members", "value": r["rss_small"], "unit": "MiB",
          "goal": ""},
@@ -162,12 +120,6 @@ def run() -> list[dict[str, Any]]:
         {"name": name, "metric": "marginal memory per member", "value": r["slope"], "unit": "MiB", "goal": "<= 1"},
         {"name": name, "metric": "operator threads per member", "value": r["threads_per_member"], "unit": "threads",
          "goal": ""},
-        {"name": streams, "metric": "RSS per stream, a TLS context per connection (baseline)",
-         "value": r["stream_kib_per_connection"], "unit": "KiB", "goal": ""},
-        {"name": streams, "metric": "RSS per stream, one shared TLS context", "value": r["stream_kib_shared"],
-         "unit": "KiB", "goal": ""},
-        {"name": streams, "metric": "ratio shared / baseline",
-         "value": r["stream_kib_shared"] / r["stream_kib_per_connection"], "unit": "", "goal": ""},
     ]  # fmt: skip
 
 
