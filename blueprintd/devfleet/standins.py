@@ -129,7 +129,7 @@ class StandIns:
             for api_version, kind in kinds:
                 t = threading.Thread(
                     target=self._run,
-                    args=(str(kubeconfig), api_version, kind),
+                    args=(member.name, str(kubeconfig), api_version, kind),
                     name=f"standin-{member.name}-{kind}",
                     daemon=True,
                 )
@@ -171,7 +171,7 @@ class StandIns:
             finally:
                 responder.close()
 
-    def _run(self, kubeconfig: str, api_version: str, kind: str) -> None:
+    def _run(self, member: str, kubeconfig: str, api_version: str, kind: str) -> None:
         from kubernetes import config
 
         from blueprintd.cluster.discovery import dynamic_client
@@ -183,31 +183,40 @@ class StandIns:
                     dyn = dynamic_client(client)
                     res = dyn.resources.get(api_version=api_version, kind=kind)
                     nodes_res = dyn.resources.get(api_version="v1", kind="Node")
-                    self._loop(dyn, res, nodes_res, kind)
+                    self._loop(member, dyn, res, nodes_res, kind)
             except Exception:  # the member API server may be stopped on purpose; retry
                 if self._stop.wait(3.0):
                     return
 
-    def _loop(self, dyn: Any, res: Any, nodes_res: Any, kind: str) -> None:
+    def _loop(self, member: str, dyn: Any, res: Any, nodes_res: Any, kind: str) -> None:
         while not self._stop.is_set():
             listed = res.get()
             node_labels = [dict(n.metadata.labels or {}) for n in nodes_res.get().items]
             for item in listed.items:
-                self._reconcile(dyn, res, kind, item.to_dict(), node_labels)
+                self._reconcile(member, dyn, res, kind, item.to_dict(), node_labels)
             rv = listed.metadata.resourceVersion
             for event in dyn.watch(res, resource_version=rv, timeout=5):
                 if self._stop.is_set():
                     return
                 if event["type"] in ("ADDED", "MODIFIED"):
-                    self._reconcile(dyn, res, kind, event["raw_object"], node_labels)
+                    self._reconcile(member, dyn, res, kind, event["raw_object"], node_labels)
 
-    def _reconcile(self, dyn: Any, res: Any, kind: str, obj: dict[str, Any], node_labels: list[dict[str, str]]) -> None:
+    def _reconcile(
+        self, member: str, dyn: Any, res: Any, kind: str, obj: dict[str, Any], node_labels: list[dict[str, str]]
+    ) -> None:
         if kind == "ConstraintTemplate":
             self._constraint_crd(dyn, res, obj)
             return
         want = desired_status(kind, obj, node_labels)
         if want is None or not _needs(obj.get("status"), want):
             return
+        responder = self.webhooks.get(member)
+        if responder is not None and kind != "Job":
+            # A webhook server's Pod is Ready only once it serves (its readiness probe says so):
+            # serve the webhooks this workload backs before reporting it ready, or the next
+            # add-on's writes meet a closed port (a fail-closed webhook refuses them).
+            with contextlib.suppress(Exception):
+                responder.sync()
         meta = obj["metadata"]
         with contextlib.suppress(Exception):
             res.status.patch(

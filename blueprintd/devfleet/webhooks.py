@@ -173,6 +173,9 @@ class WebhookResponder:
         self.answers: list[Answer] = []
         self.errors: dict[Target, str] = {}
         self._servers: dict[Target, _Server] = {}
+        # sync() runs on the responder's poll thread and, right before a workload is reported
+        # ready, on the stand-in's thread (devfleet.standins): one at a time.
+        self._sync_lock = threading.Lock()
         self._lock = threading.Lock()
         self._workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -181,6 +184,10 @@ class WebhookResponder:
 
     def sync(self) -> set[Target]:
         """Serve exactly the webhook Services that have a running Pod (or workload); patch their caBundle."""
+        with self._sync_lock:
+            return self._sync()
+
+    def _sync(self) -> set[Target]:
         from kubernetes import client
 
         adm = client.AdmissionregistrationV1Api(self.api)
@@ -301,8 +308,9 @@ class WebhookResponder:
             )
 
     def close(self) -> None:
-        for target in list(self._servers):
-            self._stop(target)
+        with self._sync_lock:
+            for target in list(self._servers):
+                self._stop(target)
         with contextlib.suppress(OSError):
             for f in self._workdir.iterdir():
                 f.unlink()
