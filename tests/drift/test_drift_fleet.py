@@ -221,8 +221,14 @@ def test_remediate_restores_what_people_change(env: Env) -> None:
 
     assert apps.read_namespaced_deployment("inference", env.tenant_ns).spec.replicas == 3
     assert entry(env, "Deployment", "inference") is None
-    st = mc_status(env)["drift"]
-    assert st["remediated"] >= 4 and st["open"] == 0, st
+    # The node entry resolves once the restored label is seen, and the summary in the
+    # MemberCluster status follows the report's next write: both a moment after "remediated".
+    try:
+        st = wait_for(lambda: (d := mc_status(env)["drift"])["open"] == 0 and d, timeout=20,
+                      what="no open drift in the MemberCluster status")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; open entries: {[e for e in entries(env) if not e.get('resolvedAt')]}") from None
+    assert st["remediated"] >= 4, st
 
 
 def test_notify_reports_and_emits_an_event_but_does_not_restore(env: Env) -> None:
