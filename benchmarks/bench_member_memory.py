@@ -21,13 +21,11 @@ from typing import Any
 
 import yaml
 
-from benchmarks.bench_scale import NS, applied, blueprint
+from benchmarks.bench_scale import NS, blueprint, install_crds, operator_argv, wait_converged
 from blueprintd.devfleet import binaries
-from blueprintd.devfleet.chaos import sharded_operator_argv
 from blueprintd.devfleet.chartrepo import ChartRepoServer, build_chart_repo
-from blueprintd.devfleet.chartserve import REPO_ROOT, chart_sources
-from blueprintd.devfleet.demo import member_registration, mirror_flags
-from blueprintd.devfleet.fleet import ClusterHandle, Fleet
+from blueprintd.devfleet.chartserve import chart_sources
+from blueprintd.devfleet.demo import register_members
 from blueprintd.devfleet.nodes import uniform_fleet
 from blueprintd.devfleet.standins import StandIns
 from blueprintd.devfleet.testing import running_fleet
@@ -45,48 +43,22 @@ def _status(pid: int | str) -> dict[str, int]:
     return out
 
 
-def _register(fleet: Fleet, kubectl: list[str], members: list[ClusterHandle]) -> None:
-    docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}]
-    for m in members:
-        docs += member_registration(fleet, m, NS)
-    subprocess.run([*kubectl, "apply", "--server-side", "-f", "-"], input=yaml.safe_dump_all(docs), text=True,
-                   check=True, capture_output=True)  # fmt: skip
-
-
-def _converged(fleet: Fleet, kubectl: Path, n: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sum(1 for v in applied(fleet, kubectl).values() if v == "1.0.0") >= n:
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"the operator exited ({proc.returncode})")
-        time.sleep(2)
-    raise RuntimeError(f"1.0.0 did not reach {n} members within {timeout:.0f} s")
-
-
 def marginal_memory(small: int, large: int, bins: binaries.Binaries, repo_url: str, work: Path) -> dict[str, float]:
     with running_fleet(work / "f", uniform_fleet(large, ["l4"], 1, control_plane="api-only"), bins) as fleet:
         sim = StandIns(fleet)
         sim.start()
-        kubectl = [str(bins.kubectl), "--kubeconfig", str(fleet.management.kubeconfig)]
-        subprocess.run([*kubectl, "apply", "--server-side", "-f", str(REPO_ROOT / "crds")], check=True,
-                       capture_output=True)  # fmt: skip
-        subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd", "--all"], check=True,
-                       capture_output=True)  # fmt: skip
-        _register(fleet, kubectl, fleet.members[:small])
-        argv = sharded_operator_argv(fleet, bins.helm, NS, "r1", 15, 10.0)
-        for m in mirror_flags(repo_url):
-            argv += ["--chart-mirror", m]
+        kubectl = install_crds(fleet, bins)
+        register_members(fleet, bins, NS, fleet.members[:small])
         with (work / "operator.log").open("wb") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(operator_argv(fleet, bins, "r1", repo_url), stdout=log, stderr=subprocess.STDOUT)
             try:
                 subprocess.run([*kubectl, "apply", "-n", NS, "-f", "-"], input=yaml.safe_dump(blueprint("1.0.0")),
                                text=True, check=True, capture_output=True)  # fmt: skip
-                _converged(fleet, bins.kubectl, small, proc, 600 + 30 * small)
+                wait_converged(fleet, bins.kubectl, "1.0.0", small, [proc], 600 + 30 * small)
                 time.sleep(SETTLE_S)
                 at_small = _status(proc.pid)
-                _register(fleet, kubectl, fleet.members[small:])
-                _converged(fleet, bins.kubectl, large, proc, 600 + 30 * large)
+                register_members(fleet, bins, NS, fleet.members[small:])
+                wait_converged(fleet, bins.kubectl, "1.0.0", large, [proc], 600 + 30 * large)
                 time.sleep(SETTLE_S)
                 at_large = _status(proc.pid)
             finally:

@@ -119,29 +119,40 @@ def fleet_metrics(fleet: Fleet) -> tuple[float, float]:
     return sum(t[0] for t in totals), sum(t[1] for t in totals)
 
 
+def install_crds(fleet: Fleet, bins: binaries.Binaries) -> list[str]:
+    """blueprintd's CRDs on the management cluster, Established; the kubectl command line to it."""
+    kubectl = [str(bins.kubectl), "--kubeconfig", str(fleet.management.kubeconfig)]
+    subprocess.run([*kubectl, "apply", "--server-side", "-f", str(REPO_ROOT / "crds")], check=True,
+                   capture_output=True)  # fmt: skip
+    subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd", "--all"], check=True,
+                   capture_output=True)  # fmt: skip
+    return kubectl
+
+
+def operator_argv(fleet: Fleet, bins: binaries.Binaries, replica: str, repo_url: str) -> list[str]:
+    """One ``--shards`` replica with the chart's defaults, its charts from the local repository."""
+    argv = sharded_operator_argv(fleet, bins.helm, NS, replica, LEASE_S, RESYNC_S)
+    for m in mirror_flags(repo_url):
+        argv += ["--chart-mirror", m]
+    return argv
+
+
 def run_size(n: int, replicas: int, bins: binaries.Binaries, repo_url: str, quiet: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix=f"bench-scale-{n}-") as d, \
             running_fleet(Path(d) / "f", uniform_fleet(n, ["l4"], 1, control_plane="api-only"), bins) as fleet:
         sim = StandIns(fleet)
         sim.start()
-        kc = str(fleet.management.kubeconfig)
-        kubectl = [str(bins.kubectl), "--kubeconfig", kc]
-        subprocess.run([*kubectl, "apply", "--server-side", "-f", str(REPO_ROOT / "crds")], check=True,
-                       capture_output=True)  # fmt: skip
-        subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd", "--all"], check=True,
-                       capture_output=True)  # fmt: skip
+        kubectl = install_crds(fleet, bins)
         register_members(fleet, bins, NS)
         time.sleep(5)  # the stand-ins' watches are open
         _, standin_watches = fleet_metrics(fleet)
         procs: list[subprocess.Popen[bytes]] = []
         logs = []
         for i in range(1, replicas + 1):
-            argv = sharded_operator_argv(fleet, bins.helm, NS, f"r{i}", LEASE_S, RESYNC_S)
-            for m in mirror_flags(repo_url):
-                argv += ["--chart-mirror", m]
             log = (Path(d) / f"operator-r{i}.log").open("wb")
             logs.append(log)
-            procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(operator_argv(fleet, bins, f"r{i}", repo_url), stdout=log,
+                                          stderr=subprocess.STDOUT))  # fmt: skip
         apply = [*kubectl, "apply", "-n", NS, "-f", "-"]
         try:
             subprocess.run(apply, input=yaml.safe_dump(blueprint("1.0.0")), text=True, check=True,

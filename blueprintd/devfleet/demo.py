@@ -105,10 +105,13 @@ def member_registration(
     ]
 
 
-def register_members(fleet: Fleet, bins: Binaries, namespace: str = NAMESPACE) -> None:
-    """A kubeconfig Secret and a MemberCluster per member, and their namespace."""
+def register_members(
+    fleet: Fleet, bins: Binaries, namespace: str = NAMESPACE, members: list[ClusterHandle] | None = None
+) -> None:
+    """A kubeconfig Secret and a MemberCluster per member (``members``: only these), and their
+    namespace."""
     docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}]
-    for m in fleet.members:
+    for m in fleet.members if members is None else members:
         docs += member_registration(fleet, m, namespace)
     kubectl(bins, fleet.management.kubeconfig, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
 

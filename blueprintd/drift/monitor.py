@@ -135,6 +135,11 @@ def secret_stream(namespace: str) -> StreamSpec:
     return StreamSpec("v1", "Secret", namespace, helmrecords.LABEL_SELECTOR, helmrecords.FIELD_SELECTOR)
 
 
+def is_record_stream(spec: StreamSpec) -> bool:
+    """The stream of a namespace's Helm storage Secrets (the release records)."""
+    return spec == secret_stream(spec.namespace)
+
+
 def stream_of(target: Target) -> StreamSpec:
     if target.kind == "release":
         return secret_stream(target.ref.namespace)
@@ -502,7 +507,7 @@ class ClusterMonitor:
         if spec not in self.watch.specs:
             return
         before = self.cache.get(spec)
-        records = spec.kind == "Secret" and bool(spec.label_selector)
+        records = is_record_stream(spec)
         self.cache[spec] = {_nsname(o): _without_record(o) if records else o for o in msg.items}
         self.synced.add(spec)
         if before is None or _essence(spec, before) != _essence(spec, self.cache[spec]):
@@ -531,7 +536,7 @@ class ClusterMonitor:
         key = _nsname(obj)
         if spec != NODE_STREAM or msg.type == "DELETED" or _node_facts(self.cache[spec].get(key)) != _node_facts(obj):
             self.changes += 1  # a node's heartbeat (status conditions) changes no fact: not counted
-        records = spec.kind == "Secret" and bool(spec.label_selector)
+        records = is_record_stream(spec)
         if msg.type == "DELETED":
             self.cache[spec].pop(key, None)
         else:
@@ -545,7 +550,7 @@ class ClusterMonitor:
             if rec is None:
                 return
             if msg.type == "DELETED":
-                was_current = rel.records and rec.revision == max(rel.records)
+                was_current = bool(rel.records) and rec.revision == max(rel.records)
                 rel.records.pop(rec.revision, None)
                 if was_current and rel.records:
                     # Only the current revision's manifest is kept: the one now current

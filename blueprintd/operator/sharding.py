@@ -87,8 +87,8 @@ class Sharding:
             if self.drop is not None:
                 for name in lapsed:
                     await self.drop(name)
-        if await self.leases.arenew_heartbeat(started) and (self._own_renewed is None or started > self._own_renewed):
-            self._own_renewed = started  # (the watchdog may have renewed later meanwhile)
+        if await self.leases.arenew_heartbeat(started):
+            self._renewed(started)
         leading, action = await self.leases.acontend_leader(started)
         was = self.leading()
         self._leader_renewed = started if leading else None
@@ -142,14 +142,20 @@ class Sharding:
             return False
         if not self.leases.renew_heartbeat(now):
             return False
-        if self._own_renewed is not None and now > self._own_renewed:
-            self._own_renewed = now
+        if self._own_renewed is not None:  # (not stopped meanwhile)
+            self._renewed(now)
         self.rescued += 1
         # The view the fence reads is as old as the late beat: peers' Leases too (a live peer
         # would look expired, its members claimable). Listed again here, rebound whole.
         self._view = self.leases.heartbeats()
         log.info("replica %s: heartbeat %.1f s old, renewed from its own thread (event loop busy)", self.replica, age)
         return True
+
+    def _renewed(self, at: datetime) -> None:
+        """Record a renewal that started at ``at``. The loop's beat and the watchdog renew
+        independently; the later start wins, so a slow beat never makes the Lease look older."""
+        if self._own_renewed is None or at > self._own_renewed:
+            self._own_renewed = at
 
     def _watch(self) -> None:
         while not self._stopping.wait(self.duration / 12):
