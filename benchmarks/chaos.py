@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,7 @@ from blueprintd.devfleet.chartrepo import ChartRepoServer, build_chart_repo
 from blueprintd.devfleet.demo import OPERATOR_USER, member_registration
 from blueprintd.devfleet.fleet import Fleet
 from blueprintd.devfleet.nodes import FleetFile, MemberSpec, NodeGroupSpec
-from blueprintd.devfleet.testing import OperatorProcess, TcpProxy
+from blueprintd.devfleet.testing import OperatorProcess, TcpProxy, unique_suffix
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP, VERSION = "blueprintd.io", "v1alpha1"
@@ -148,7 +147,7 @@ class Chaos:
     def __init__(self, cfg: Config, fleet: Fleet, bins: Binaries, workdir: Path) -> None:
         self.cfg, self.fleet, self.bins, self.workdir = cfg, fleet, bins, workdir
         self.rng = random.Random(cfg.seed)
-        uid = uuid.uuid4().hex[:6]
+        uid = unique_suffix()
         self.ns, self.app_ns = f"chaos-{uid}", f"chaos-app-{uid}"
         self.result = Result(cfg)
         self.minor = 0

@@ -13,10 +13,10 @@ import time
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from blueprintd.api import yamltext
 from blueprintd.cli.fleetview import KubeconfigOpt, NamespaceOpt, _api, _list, err
 from blueprintd.cli.output import name_column, stdout_console
 
@@ -174,7 +174,7 @@ def drift_cmd(
                 json.dump(data, sys.stdout, indent=2)
                 sys.stdout.write("\n")
             elif output == "yaml":
-                sys.stdout.write(("---\n" if watch and last else "") + yaml.safe_dump(data, sort_keys=False))
+                sys.stdout.write(("---\n" if watch and last else "") + yamltext.dump(data, sort_keys=False))
             else:
                 render_drift(data, console, detail=bool(cluster))
             sys.stdout.flush()

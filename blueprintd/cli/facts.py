@@ -21,6 +21,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from blueprintd.api import yamltext
 from blueprintd.api.facts import ClusterFacts, FactSource, NodeGpuInventory, NodePool
 from blueprintd.cli.output import name_column, stdout_console
 from blueprintd.errors import BlueprintdError, ClusterError
@@ -72,7 +73,7 @@ def _dump(data: dict[str, Any], fmt: OutputFormat) -> None:
     if fmt is OutputFormat.JSON:
         print(json.dumps(data, indent=2, sort_keys=False))
     else:
-        print(yaml.safe_dump(data, sort_keys=False), end="")
+        print(yamltext.dump(data, sort_keys=False), end="")
 
 
 def _gib(mib: int) -> str:

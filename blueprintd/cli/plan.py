@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from blueprintd.api import yamltext
 from blueprintd.cli.fleetview import KubeconfigOpt, NamespaceOpt, err
 from blueprintd.cli.output import name_column, stdout_console
 
@@ -106,7 +106,7 @@ def plan_cmd(
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif output == "yaml":
-        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+        sys.stdout.write(yamltext.dump(data, sort_keys=False))
     else:
         render_plan(data, stdout_console())
     raise typer.Exit(0 if data["empty"] else 1)

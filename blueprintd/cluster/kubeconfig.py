@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from blueprintd.api import yamltext
 from blueprintd.errors import ClusterError
 
 # File field -> the field that embeds the same data (a kubeconfig has no "tokenFile-data").
@@ -108,6 +109,6 @@ def write_private(cfg: dict[str, Any], directory: Path | None = None) -> Path:
     os.chmod(d, 0o700)
     fd, name = tempfile.mkstemp(dir=d, suffix=".kubeconfig")
     with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(cfg, f)
+        f.write(yamltext.dump(cfg))
     os.chmod(name, 0o600)
     return Path(name)

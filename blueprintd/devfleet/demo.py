@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from blueprintd.api import yamltext
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.chartserve import REPO_ROOT, start_detached_chart_repo
 from blueprintd.devfleet.fleet import ClusterHandle, Fleet
@@ -94,7 +95,7 @@ def member_registration(
             "kind": "Secret",
             "type": "Opaque",
             "metadata": {"name": f"{member.name}-kubeconfig", "namespace": namespace},
-            "data": {"kubeconfig": base64.b64encode(yaml.safe_dump(kc).encode()).decode()},
+            "data": {"kubeconfig": base64.b64encode(yamltext.dump(kc).encode()).decode()},
         },
         {
             "apiVersion": "blueprintd.io/v1alpha1",
@@ -113,7 +114,7 @@ def register_members(
     docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}]
     for m in fleet.members if members is None else members:
         docs += member_registration(fleet, m, namespace)
-    kubectl(bins, fleet.management.kubeconfig, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    kubectl(bins, fleet.management.kubeconfig, "apply", "--server-side", "-f", "-", stdin=yamltext.dump_all(docs))
 
 
 def start_operator(fleet: Fleet, bins: Binaries, namespace: str = NAMESPACE, resync: float = 5.0) -> None:

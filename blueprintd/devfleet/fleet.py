@@ -42,6 +42,7 @@ from typing import Any
 import yaml
 from pydantic import Field
 
+from blueprintd.api import yamltext
 from blueprintd.api.base import ApiModel
 from blueprintd.devfleet import certs, kwok
 from blueprintd.devfleet.audit import AuditLog
@@ -228,7 +229,7 @@ def kubeconfig_yaml(name: str, server: str, ca_pem: bytes, client: certs.KeyPair
         "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
         "current-context": name,
     }
-    return yaml.safe_dump(doc, sort_keys=False)
+    return yamltext.dump(doc, sort_keys=False)
 
 
 class Fleet:

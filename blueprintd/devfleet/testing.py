@@ -78,8 +78,17 @@ def running_fleet(directory: Path, spec: FleetFile, binaries: Binaries) -> Itera
         fleet.down(remove=True)
 
 
+def unique_suffix() -> str:
+    """Six random characters for names and label values that must not collide between runs.
+
+    It starts with a letter: a suffix of digits only (``001935``, one run in 16 with plain hex)
+    is a number to Go's YAML readers, so a label value holding it would be refused by kubectl.
+    """
+    return "u" + uuid.uuid4().hex[:5]
+
+
 def unique_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+    return f"{prefix}-{unique_suffix()}"
 
 
 def wait_for(

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field
 
+from blueprintd.api import yamltext
 from blueprintd.api.base import ApiModel
 from blueprintd.api.blueprint import DriftMode, DriftPolicy, Readiness
 
@@ -107,4 +107,4 @@ class DesiredState(ApiModel):
         return json.dumps(self.to_wire(), sort_keys=True, indent=indent, separators=separators, ensure_ascii=False)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_wire(), sort_keys=True, allow_unicode=True, width=100)
+        return yamltext.dump(self.to_wire(), sort_keys=True, allow_unicode=True, width=100)

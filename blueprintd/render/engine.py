@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
+from blueprintd.api import yamltext
 from blueprintd.api.blueprint import Addon, Blueprint
 from blueprintd.api.cel import CelBudget, CelBudgetExceeded, CelError, Meter, from_cel, template_expression, to_cel
 from blueprintd.api.checks import label_key_problem, label_value_problem
@@ -476,9 +475,6 @@ class _Renderer:
         )
 
 
-_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available: same output, faster
-
-
 def _encode_as_yaml(doc: Any, tokens: list[str]) -> None:
     """Replace structured data at ``tokens`` ('*' = every key) by its YAML text, in place."""
     if not tokens or not isinstance(doc, dict):
@@ -489,7 +485,7 @@ def _encode_as_yaml(doc: Any, tokens: list[str]) -> None:
         if rest:
             _encode_as_yaml(doc[key], rest)
         elif isinstance(doc[key], dict | list):
-            doc[key] = yaml.dump(doc[key], Dumper=_DUMPER, sort_keys=True, default_flow_style=False, width=1000)
+            doc[key] = yamltext.dump(doc[key], sort_keys=True, default_flow_style=False, width=1000)
 
 
 def render(

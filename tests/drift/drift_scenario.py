@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client
 
+from blueprintd.api import yamltext
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.demo import member_registration, mirror_flags
 from blueprintd.devfleet.fleet import ClusterHandle, Fleet
@@ -83,7 +83,7 @@ def register(env: Member, labels: dict[str, str], server: str | None = None) -> 
     docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": env.ns}}]
     docs += member_registration(env.fleet, env.member, env.ns, labels, server)
     kubectl(env, env.fleet.management.kubeconfig, "apply", "--server-side", "-f", "-",
-            stdin=yaml.safe_dump_all(docs))
+            stdin=yamltext.dump_all(docs))
 
 
 def custom(env: Member) -> client.CustomObjectsApi:

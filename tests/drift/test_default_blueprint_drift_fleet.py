@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.demo import OPERATOR_USER
 from blueprintd.devfleet.nodes import FleetFile, MemberSpec, NodeGroupSpec
 from blueprintd.devfleet.standins import StandIns
-from blueprintd.devfleet.testing import OperatorProcess, running_fleet, wait_for
+from blueprintd.devfleet.testing import OperatorProcess, running_fleet, unique_suffix, wait_for
 
 pytestmark = pytest.mark.fleet
 
@@ -94,7 +93,7 @@ def applied(env: Platform, version: str) -> dict[str, Any] | None:
 
 @pytest.fixture(scope="module")
 def platform(kube_binaries: Binaries, chart_repo: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    uid = uuid.uuid4().hex[:6]
+    uid = unique_suffix()
     ns = "blueprintd-system"
     with running_fleet(tmp_path_factory.mktemp("platform-fleet"), FLEET, kube_binaries) as fleet:
         sim = StandIns(fleet)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +46,7 @@ from kubernetes import client
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.demo import OPERATOR_USER
 from blueprintd.devfleet.fleet import Fleet
-from blueprintd.devfleet.testing import OperatorProcess, wait_for
+from blueprintd.devfleet.testing import OperatorProcess, unique_suffix, wait_for
 
 pytestmark = pytest.mark.fleet
 
@@ -122,7 +121,7 @@ def h100_nodes(env: Env) -> list[str]:
 def env(
     fleet: Fleet, kube_binaries: Binaries, chart_repo: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Env]:
-    uid = uuid.uuid4().hex[:6]
+    uid = unique_suffix()
     member = fleet.members[0]
     ns = f"drift-{uid}"
     e = Env(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +50,7 @@ from kubernetes import client
 
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.fleet import Fleet
-from blueprintd.devfleet.testing import OperatorProcess, TcpProxy, wait_for
+from blueprintd.devfleet.testing import OperatorProcess, TcpProxy, unique_suffix, wait_for
 
 pytestmark = pytest.mark.fleet
 
@@ -120,7 +119,7 @@ def _env(fleet: Fleet, bins: Binaries, index: int, mode: str, uid: str, ns: str)
 def modes(
     fleet: Fleet, kube_binaries: Binaries, chart_repo: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Modes]:
-    uid = uuid.uuid4().hex[:6]
+    uid = unique_suffix()
     ns = f"drift-modes-{uid}"
     notify = _env(fleet, kube_binaries, 1, "notify", uid, ns)
     block = _env(fleet, kube_binaries, 0, "block", uid, ns)

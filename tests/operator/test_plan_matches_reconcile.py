@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from blueprintd.cluster.management import ManagementStore
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.demo import member_registration
 from blueprintd.devfleet.fleet import ClusterHandle, Fleet
+from blueprintd.devfleet.testing import unique_suffix
 from blueprintd.operator import status
 from blueprintd.operator.controller import Controller, MemberReconcile
 from blueprintd.operator.pipeline import MemberPlan, preview
@@ -108,7 +108,7 @@ def blueprint(env: Env, version: str, level: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def env(fleet: Fleet, kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    uid = uuid.uuid4().hex[:6]
+    uid = unique_suffix()
     ns = f"plan-{uid}"
     settings = OperatorSettings(namespace=ns, helm=kube_binaries.helm, workdir=tmp_path_factory.mktemp("op"))
     store = ManagementStore(fleet.management.api_client(), ns)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from blueprintd.devfleet.chartrepo import ChartRepoServer, build_chart_repo
 from blueprintd.devfleet.demo import member_registration
 from blueprintd.devfleet.fleet import ClusterHandle, Fleet
 from blueprintd.devfleet.kwok import UNHEALTHY, UNREADY
+from blueprintd.devfleet.testing import unique_suffix
 from blueprintd.operator.controller import Controller
 from blueprintd.operator.settings import OperatorSettings
 
@@ -117,7 +117,7 @@ async def until(what: str, check: Callable[[], Awaitable[Any]], task: asyncio.Ta
 def test_a_long_install_shows_the_addon_and_what_it_waits_for_until_it_is_done(
     full_fleet: Fleet, full_member: ClusterHandle, kube_binaries: Binaries, tmp_path: Path
 ) -> None:
-    uid = uuid.uuid4().hex[:6]
+    uid = unique_suffix()
     ns, app_ns = f"progress-{uid}", f"slow-{uid}"
     mgmt = full_fleet.management.kubeconfig
     kubectl(kube_binaries, mgmt, "apply", "--server-side", "-f", str(REPO / "crds"))

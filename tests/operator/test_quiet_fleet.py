@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ from kubernetes import client
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.demo import OPERATOR_USER, member_registration
 from blueprintd.devfleet.fleet import Fleet
-from blueprintd.devfleet.testing import OperatorProcess, wait_for
+from blueprintd.devfleet.testing import OperatorProcess, unique_suffix, wait_for
 
 pytestmark = pytest.mark.fleet
 
@@ -171,7 +170,7 @@ def member_reconciles(env: Env) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def env(fleet: Fleet, kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    uid = uuid.uuid4().hex[:6]
+    uid = unique_suffix()
     ns = f"quiet-{uid}"
     args = [
         sys.executable, "-m", "blueprintd", "operator", "--kubeconfig", str(fleet.management.kubeconfig),

@@ -16,7 +16,6 @@ import itertools
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ from blueprintd.devfleet.chaos import AGENT, operator_writes, sharded_operator_a
 from blueprintd.devfleet.demo import OPERATOR_USER, member_registration
 from blueprintd.devfleet.fleet import Fleet
 from blueprintd.devfleet.nodes import FleetFile, MemberSpec, NodeGroupSpec
-from blueprintd.devfleet.testing import OperatorProcess, running_fleet, wait_for
+from blueprintd.devfleet.testing import OperatorProcess, running_fleet, unique_suffix, wait_for
 from blueprintd.shard.decide import assignment
 
 pytestmark = pytest.mark.fleet
@@ -126,7 +125,7 @@ def converged(env: Env, version: str) -> bool:
 
 @pytest.fixture(scope="module")
 def env(kube_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    uid = uuid.uuid4().hex[:6]
+    uid = unique_suffix()
     ns, app_ns = f"shard-{uid}", f"shard-app-{uid}"
     logs = tmp_path_factory.mktemp("shard-operators")
     with running_fleet(tmp_path_factory.mktemp("shard-fleet"), SHARD_FLEET, kube_binaries) as fleet:

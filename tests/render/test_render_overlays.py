@@ -298,6 +298,26 @@ def test_encode_as_yaml_applies_after_overlays() -> None:
     assert out == {"base.yaml": "a: 1\n", "extra.yaml": "b:\n- 1\n- 2\n", "raw": "kept: as-is\n"}
 
 
+def test_encoded_yaml_keeps_digit_strings_strings_for_go_readers() -> None:
+    """A config file embedded as YAML text is read by Go (the device plugin): a string such as
+    a zero-padded ID must be quoted there, or Go reads a number where the blueprint wrote text."""
+    addons = [
+        {
+            "name": "op",
+            "namespace": "ops",
+            "helm": {
+                "repo": "oci://registry.example.com/charts",
+                "chart": "op",
+                "version": "v2.0.0",
+                "encodeAsYaml": ["/files/*"],
+                "values": {"files": {"c.yaml": {"id": "001935", "scale": "1e3", "n": 7, "name": "a100"}}},
+            },
+        }
+    ]
+    out = values(render(blueprint([], addons=addons), facts()))["files"]["c.yaml"]
+    assert out == "id: '001935'\n'n': 7\nname: a100\nscale: '1e3'\n"
+
+
 def test_render_does_not_change_the_blueprint_or_share_output() -> None:
     bp = blueprint([{"name": "a", "patches": [{"addon": "op", "values": {"config": {"mode": "x"}}}]}])
     before = bp.model_dump()
