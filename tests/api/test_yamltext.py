@@ -23,7 +23,7 @@ PLAIN = ["a100", "nvidia.com/gpu", "v25.10.0", "1.2.3", "h100-80gb", "line one\n
 @pytest.mark.parametrize("text", GO_NUMBERS + ALREADY_QUOTED)
 def test_ambiguous_strings_are_quoted(text: str) -> None:
     assert yamltext.ambiguous(text)
-    assert yamltext.dump({"v": text}).startswith("v: '") or yamltext.dump({"v": text}).startswith('v: "')
+    assert yamltext.dump({"v": text})[len("v: ")] in "'\""
 
 
 @pytest.mark.parametrize("text", PLAIN)

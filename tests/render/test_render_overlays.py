@@ -276,8 +276,9 @@ def test_unknown_parameter_override_is_refused() -> None:
         render(bp, facts(), RenderOptions(parameters={"b": 2}))
 
 
-def test_encode_as_yaml_applies_after_overlays() -> None:
-    addons = [
+def files_addon(files: dict[str, Any]) -> list[dict[str, Any]]:
+    """One Helm add-on 'op' whose ``files`` values are config files embedded as YAML text."""
+    return [
         {
             "name": "op",
             "namespace": "ops",
@@ -286,13 +287,16 @@ def test_encode_as_yaml_applies_after_overlays() -> None:
                 "chart": "op",
                 "version": "v2.0.0",
                 "encodeAsYaml": ["/files/*"],
-                "values": {"files": {"base.yaml": {"a": 1}, "raw": "kept: as-is\n"}},
+                "values": {"files": files},
             },
         }
     ]
+
+
+def test_encode_as_yaml_applies_after_overlays() -> None:
     bp = blueprint(
         [{"name": "f", "patches": [{"addon": "op", "values": {"files": {"extra.yaml": {"b": [1, 2]}}}}]}],
-        addons=addons,
+        addons=files_addon({"base.yaml": {"a": 1}, "raw": "kept: as-is\n"}),
     )
     out = values(render(bp, facts()))["files"]
     assert out == {"base.yaml": "a: 1\n", "extra.yaml": "b:\n- 1\n- 2\n", "raw": "kept: as-is\n"}
@@ -301,19 +305,7 @@ def test_encode_as_yaml_applies_after_overlays() -> None:
 def test_encoded_yaml_keeps_digit_strings_strings_for_go_readers() -> None:
     """A config file embedded as YAML text is read by Go (the device plugin): a string such as
     a zero-padded ID must be quoted there, or Go reads a number where the blueprint wrote text."""
-    addons = [
-        {
-            "name": "op",
-            "namespace": "ops",
-            "helm": {
-                "repo": "oci://registry.example.com/charts",
-                "chart": "op",
-                "version": "v2.0.0",
-                "encodeAsYaml": ["/files/*"],
-                "values": {"files": {"c.yaml": {"id": "001935", "scale": "1e3", "n": 7, "name": "a100"}}},
-            },
-        }
-    ]
+    addons = files_addon({"c.yaml": {"id": "001935", "scale": "1e3", "n": 7, "name": "a100"}})
     out = values(render(blueprint([], addons=addons), facts()))["files"]["c.yaml"]
     assert out == "id: '001935'\n'n': 7\nname: a100\nscale: '1e3'\n"
 
