@@ -118,15 +118,16 @@ class ObjectClient:
         res = self._resource("v1", "Node")
         return [n.to_dict() for n in res.get().items]
 
-    def label_node(self, name: str, labels: dict[str, str | None]) -> None:
+    def label_node(self, name: str, labels: dict[str, str | None]) -> str:
         """Set (or with None remove) node labels with a merge patch: nodes are shared with
-        kubelets and other controllers, so blueprintd touches only its own keys."""
+        kubelets and other controllers, so blueprintd touches only its own keys. Returns the
+        node's new ``resourceVersion``."""
         from kubernetes.client.rest import ApiException
 
         res = self._resource("v1", "Node")
         self.before_write()
         try:
-            res.patch(
+            node = res.patch(
                 name=name,
                 body={"metadata": {"labels": labels}},
                 content_type="application/merge-patch+json",
@@ -134,6 +135,7 @@ class ObjectClient:
             )
         except ApiException as exc:
             raise ApplyError(f"labelling node {name}: {_reason(exc)}") from None
+        return str(node.metadata.resourceVersion or "")
 
 
 def _reason(exc: Any) -> str:

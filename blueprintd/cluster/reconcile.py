@@ -43,7 +43,7 @@ class ReconcileResult:
     drifted: list[str] = field(default_factory=list)  # add-ons not ready because of held drift
     writes: int = 0
     content_hash: str = ""
-    made: Writes = field(default_factory=Writes)  # deletions, label removals, release changes: for drift
+    made: Writes = field(default_factory=Writes)  # what drift must not take for drift (cluster.writes)
 
 
 async def plan_member(
@@ -114,7 +114,7 @@ async def reconcile(
                 for action in step_plan.actions:
                     result.made |= Writes.of(action)
                 async with _watched(watch, step, step_kind(a.kind for a in step_plan.actions)):
-                    await session.execute_step(step, step_plan)
+                    result.made |= await session.execute_step(step, step_plan)
             result.addons.append(AddonResult(step.addon, "Ready"))
         except StepFailed as exc:
             failed = True
@@ -127,7 +127,7 @@ async def reconcile(
         for action in plan.node_labels:
             result.writes += 1
             result.made |= Writes.of(action)
-            await session.label_nodes(action)
+            result.made |= await session.label_nodes(action)
         for action in plan.prune:
             result.writes += 1
             result.made |= Writes.of(action)

@@ -21,6 +21,7 @@ from blueprintd.cluster.helm import HelmClient, HelmError
 from blueprintd.cluster.kubeconfig import write_private
 from blueprintd.cluster.objects import FIELD_MANAGER, ApplyError, ObjectClient
 from blueprintd.cluster.readiness import CHECK_API, gated_refs, object_ready
+from blueprintd.cluster.writes import Writes
 from blueprintd.errors import ClusterError
 from blueprintd.plan.inventory import Inventory, object_key
 from blueprintd.plan.live import LiveState
@@ -136,37 +137,43 @@ class MemberSession:
 
     # --- act -----------------------------------------------------------------------------------
 
-    async def execute_step(self, step: Step, plan: StepPlan, timeout_default: float = 300.0) -> None:
-        """Apply one add-on's actions, then wait until the add-on is ready."""
+    async def execute_step(self, step: Step, plan: StepPlan, timeout_default: float = 300.0) -> Writes:
+        """Apply one add-on's actions, then wait until the add-on is ready. Returns the
+        versions its applies left (drift waits for its watch to deliver them)."""
+        made = Writes()
         try:
             if step.namespace and not plan.empty:
                 await asyncio.to_thread(self.objects.ensure_namespace, step.namespace)
             for action in plan.actions:
-                await self._act(step, action)
+                made |= await self._act(step, action)
         except (HelmError, ApplyError) as exc:
             raise StepFailed(step.addon, str(exc)) from exc
         timeout = float(step.readiness.timeout_seconds) if step.readiness else timeout_default
         await self.wait_ready(step, timeout)
+        return made
 
-    async def _act(self, step: Step, action: Action) -> None:
+    async def _act(self, step: Step, action: Action) -> Writes:
         if action.kind in ("helm-install", "helm-upgrade"):
             h = step.helm
             assert h is not None
             await self.helm.install_or_upgrade(h.release_name, h.namespace, h.repo, h.chart, h.version, h.values)
         elif action.kind == "apply":
             assert action.object is not None
-            await asyncio.to_thread(self._apply_with_retry, action.object)
+            applied = await asyncio.to_thread(self._apply_with_retry, action.object)
+            version = str((applied.get("metadata") or {}).get("resourceVersion") or "")
+            return Writes.written(ObjectRef.of(applied), version)
+        return Writes()  # a release change is already in Writes.of(action), listed before it ran
 
-    def _apply_with_retry(self, obj: dict[str, Any], attempts: int = 20) -> None:
+    def _apply_with_retry(self, obj: dict[str, Any], attempts: int = 20) -> dict[str, Any]:
         # A CRD installed by the previous add-on can take a moment to be served.
         for i in range(attempts):
             try:
-                self.objects.apply(obj)
-                return
+                return self.objects.apply(obj)
             except ApplyError as exc:
                 if "does not serve" not in str(exc) or i == attempts - 1:
                     raise
                 time.sleep(0.25)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def wait_ready(self, step: Step, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -216,12 +223,15 @@ class MemberSession:
         except (HelmError, ApplyError) as exc:
             raise StepFailed(action.addon or "prune", str(exc)) from exc
 
-    async def label_nodes(self, action: Action) -> None:
+    async def label_nodes(self, action: Action) -> Writes:
+        """Set the action's labels on its node; returns the version the write left."""
         assert action.labels is not None
+        ref = _ref_of(action)
         try:
-            await asyncio.to_thread(self.objects.label_node, _ref_of(action).name, action.labels)
+            version = await asyncio.to_thread(self.objects.label_node, ref.name, action.labels)
         except ApplyError as exc:
             raise StepFailed("node-labels", str(exc)) from exc
+        return Writes.written(ref, version)
 
 
 def _ref_of(action: Action) -> ObjectRef:

@@ -31,6 +31,12 @@ Helm release it changes or the objects that release rendered — is held, not re
 else is judged at once. At the hand-off each held finding is judged with the writes in hand:
 one the reconcile made is checked again against the new DesiredState (the operator's own work
 unless it still differs then); one it did not make after all is checked at once.
+
+An object the reconcile applied, or a node it labelled, is judged only once the watch has
+delivered that write (the ``resourceVersion`` in ``Writes.versions``), or ``CATCH_UP_LIMIT``
+seconds after the hand-off: a watch event trails its write by milliseconds to seconds, and
+checked against the cache before it, a ConfigMap the reconcile just created or a label it just
+set looks deleted (a false "label-removed" found on a busy machine, then "restored").
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ log = logging.getLogger("blueprintd.drift")
 UNWATCHED_KINDS = frozenset({"Secret", "Pod", "Event", "Lease", "Endpoints", "EndpointSlice"})
 NODE_STREAM = StreamSpec("v1", "Node")
 RENDERED_GRACE = 0.5  # seconds a deleted rendered object waits for its release's record to change
+CATCH_UP_LIMIT = 10.0  # seconds a written object waits for its watch to deliver the write, then is judged
 
 
 def utcnow() -> datetime:
@@ -122,6 +129,13 @@ class _Done:
     paths: tuple[str, ...] = ()
     manager: str = ""
     signature: retry.Signature = ()
+
+
+@dataclass(frozen=True)
+class _CaughtUp:
+    """The wait for the watch to deliver a write to ``ref`` ran out: judge it as it is cached."""
+
+    ref: ObjectRef
 
 
 @dataclass(frozen=True)
@@ -309,6 +323,8 @@ class ClusterMonitor:
         self.planned = Writes()  # what it is about to write (``will_write``)
         self.pending: dict[Target, list[Drift]] = {}  # findings held while it runs, judged at the hand-off
         self.writes_lost = False  # a reconcile ended without a hand-off (it raised): its writes are unknown
+        self.delivered: dict[ObjectRef, set[str]] = {}  # resourceVersions the watches delivered while it runs
+        self.catching_up: dict[ObjectRef, tuple[str, float]] = {}  # written, not delivered yet: version, deadline
         self.counter = ApiCounter()
         self.responder = Responder(session, self.counter)
         self.cache: dict[StreamSpec, dict[tuple[str, str], dict[str, Any]]] = {}
@@ -371,7 +387,7 @@ class ClusterMonitor:
     def observed_changes(self) -> int | None:
         """The change count while the watches cover the member: every stream listed and
         synced, and no reconcile, restore, held finding or recheck in flight."""
-        if self.stopped or self.in_flight or self.busy or self.held or self.pending:
+        if self.stopped or self.in_flight or self.busy or self.held or self.pending or self.catching_up:
             return None
         now = self.loop.time()
         if any(not h.cancelled() and h.when() > now for h in self.later.values()):
@@ -432,6 +448,8 @@ class ClusterMonitor:
         finding is then checked again against the new DesiredStates."""
         self.in_flight = False
         self.planned = Writes()
+        delivered, self.delivered = self.delivered, {}
+        self._catch_up(writes, delivered)
         pending, self.pending = self.pending, {}
         lost, self.writes_lost = self.writes_lost, False
         for target, found in sorted(pending.items(), key=lambda kv: kv[0]):
@@ -439,6 +457,52 @@ class ClusterMonitor:
                 self.held.add(target)
             elif any(d.blueprint in blueprints for d in found):
                 self._check(target)
+
+    def _catch_up(self, writes: Writes, delivered: dict[ObjectRef, set[str]]) -> None:
+        """Hold the checks of what ``writes`` applied or labelled until the watch delivers it:
+        judged earlier, against the version cached before the write, the reconcile's own new
+        object or node label looks deleted. Nothing is held when the cache already holds the
+        written version, or the watch delivered it during the reconcile (then anything cached
+        now came after it)."""
+        deadline = self.loop.time() + CATCH_UP_LIMIT
+        for w in writes.versions:
+            if w.resource_version == _version(self._cached(w.ref)) or w.resource_version in delivered.get(w.ref, ()):
+                continue
+            self.catching_up[w.ref] = (w.resource_version, deadline)
+            self.loop.call_later(CATCH_UP_LIMIT + 0.01, self._deliver, _CaughtUp(w.ref))
+
+    def _cached(self, ref: ObjectRef) -> dict[str, Any] | None:
+        return self.cache.get(StreamSpec(ref.api_version, ref.kind, ref.namespace), {}).get((ref.namespace, ref.name))
+
+    def _seen(self, spec: StreamSpec, obj: dict[str, Any], deleted: bool = False) -> None:
+        """The watch delivered ``obj``: what the reconcile in flight may have written, or the
+        write a check waits for (then the check can go ahead)."""
+        ns, name = _nsname(obj)
+        ref = ObjectRef(spec.api_version, spec.kind, ns, name)
+        version = _version(obj)
+        if self.in_flight:
+            self.delivered.setdefault(ref, set()).add(version)
+        waiting = self.catching_up.get(ref)
+        if waiting is not None and (deleted or waiting[0] == version):
+            del self.catching_up[ref]
+
+    def _targets_of(self, ref: ObjectRef) -> list[Target]:
+        """The targets an object's (or node's) event may change."""
+        if ref.kind == "Node" and ref.api_version == "v1" and not ref.namespace:
+            return [node_target(ref.name)] if ref.name in self.index.nodes else []
+        return [t for kind in ("object", "rendered", "guarded") if (t := Target(kind, ref)).id in self.index.objects]
+
+    def _waits_for_watch(self, ref: ObjectRef) -> bool:
+        """Is a write to ``ref`` still on its way through the watch (and not past the limit)?"""
+        waiting = self.catching_up.get(ref)
+        if waiting is None:
+            return False
+        if self.loop.time() < waiting[1]:
+            return True
+        del self.catching_up[ref]
+        log.info("drift %s: the watch did not deliver the write to %s within %.0fs; judged as cached",
+                 self.name, ref, CATCH_UP_LIMIT)
+        return False
 
     def _set_streams(self) -> None:
         # Nodes always: a reconcile's facts (GPU Feature Discovery labels, capacity) come from
@@ -493,6 +557,10 @@ class ClusterMonitor:
             self._done(msg)
         elif isinstance(msg, _Reprotect):
             self._protect_release(msg.release)
+        elif isinstance(msg, _CaughtUp):
+            if msg.ref in self.catching_up and not self._waits_for_watch(msg.ref):
+                for t in self._targets_of(msg.ref):
+                    self._check(t)
         elif isinstance(msg, _Resync):
             report.touch(self.entries, utcnow())
             self.dirty = True
@@ -510,6 +578,9 @@ class ClusterMonitor:
         records = is_record_stream(spec)
         self.cache[spec] = {_nsname(o): _without_record(o) if records else o for o in msg.items}
         self.synced.add(spec)
+        if self.in_flight or self.catching_up:
+            for o in msg.items:
+                self._seen(spec, o)
         if before is None or _essence(spec, before) != _essence(spec, self.cache[spec]):
             self.changes += 1  # a first list, or a relist that found something different
         if records:
@@ -537,6 +608,7 @@ class ClusterMonitor:
         if spec != NODE_STREAM or msg.type == "DELETED" or _node_facts(self.cache[spec].get(key)) != _node_facts(obj):
             self.changes += 1  # a node's heartbeat (status conditions) changes no fact: not counted
         records = is_record_stream(spec)
+        self._seen(spec, obj, deleted=msg.type == "DELETED")
         if msg.type == "DELETED":
             self.cache[spec].pop(key, None)
         else:
@@ -561,16 +633,9 @@ class ClusterMonitor:
                 rel.keep_current_content()
             self._release_changed(rid)
             return
-        if spec == NODE_STREAM:
-            t = node_target(key[1])
-            if key[1] in self.index.nodes:
-                self._check(t)
-            return
-        ref = ObjectRef.of(obj)
-        for kind in ("object", "rendered", "guarded"):
-            t = Target(kind, ref)
-            if t.id in self.index.objects:
-                self._check(t)
+        ref = ObjectRef.node(key[1]) if spec == NODE_STREAM else ObjectRef.of(obj)
+        for t in self._targets_of(ref):
+            self._check(t)
 
     def _release_changed(self, rid: str) -> None:
         if self._index_rendered(rid):
@@ -663,6 +728,8 @@ class ClusterMonitor:
     def _check(self, target: Target) -> None:
         if self.stopped or stream_of(target) not in self.synced:
             return  # not listed yet: absent from the cache does not mean deleted
+        if target.kind != "release" and self._waits_for_watch(target.ref):
+            return  # the reconcile wrote it: judged when its event arrives (_seen, _changed)
         live = self._live(target)
         found = self.index.check(target, live)
         if found is None:
@@ -1061,6 +1128,10 @@ def _essence(spec: StreamSpec, items: dict[tuple[str, str], dict[str, Any]]) -> 
     if spec == NODE_STREAM:
         return {k: _node_facts(o) for k, o in items.items()}
     return {k: (o.get("metadata") or {}).get("resourceVersion") for k, o in items.items()}
+
+
+def _version(obj: dict[str, Any] | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _nsname(obj: dict[str, Any]) -> tuple[str, str]:

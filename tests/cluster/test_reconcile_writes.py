@@ -1,18 +1,20 @@
 """The apply path reports what it changed: ``ReconcileResult.made``, the drift hand-off's input.
 
 ``cluster.reconcile`` against a stand-in session (no cluster): a plan with an upgrade, applies,
-a prune of an object and of a release, and a node label removal yields exactly those writes.
+a prune of an object and of a release, and a node label removal yields exactly those writes;
+the applies and node label writes come with the resourceVersion the session says they left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from blueprintd.api.ref import ObjectRef
 from blueprintd.cluster.reconcile import reconcile
 from blueprintd.cluster.session import StepFailed
-from blueprintd.cluster.writes import Writes
+from blueprintd.cluster.writes import Writes, Written
 from blueprintd.plan.inventory import inventory_of, object_key
 from blueprintd.plan.live import LiveState, ReleaseState
 from blueprintd.plan.planner import Action, StepPlan, desired_objects
@@ -59,13 +61,20 @@ class Session:
 
     async def wait_ready(self, step: Step, timeout: float) -> None: ...
 
-    async def execute_step(self, step: Step, plan: StepPlan) -> None:
+    async def execute_step(self, step: Step, plan: StepPlan) -> Writes:
         if step.addon == self.fail_step:
             raise StepFailed(step.addon, "helm upgrade failed half-way")
         self.done += [a.kind for a in plan.actions]
+        made = Writes()
+        for a in plan.actions:
+            if a.kind == "apply" and a.ref is not None:
+                made |= Writes.written(a.ref, f"rv-{a.ref.name}")  # what the API server answered
+        return made
 
-    async def label_nodes(self, action: Action) -> None:
+    async def label_nodes(self, action: Action) -> Writes:
         self.done.append(action.kind)
+        assert action.ref is not None
+        return Writes.written(action.ref, "rv-node")
 
     async def prune(self, action: Action) -> None:
         self.done.append(action.kind)
@@ -91,11 +100,26 @@ def test_a_reconcile_returns_its_deletions_label_removals_and_release_changes() 
     on_plan = lambda w: announced.append((w, list(session.done)))  # noqa: E731
     result = asyncio.run(reconcile(session, new, inventory_of(old), on_plan=on_plan))  # type: ignore[arg-type]
     assert result.ready and sorted(session.done) == ["delete-object", "helm-uninstall", "helm-upgrade", "label-nodes"]
-    assert announced == [(result.made, [])], "the plan's writes are announced once, before any is made"
+    planned = dataclasses.replace(result.made, versions=frozenset())  # a version is known once written
+    assert announced == [(planned, [])], "the plan's writes are announced once, before any is made"
     assert result.made == Writes(
         deleted=frozenset({ObjectRef.of(OLD)}),
         unlabelled=frozenset({ObjectRef.node("n1")}),
         releases=frozenset({ObjectRef.release("kai", "kai"), ObjectRef.release("x", "extra")}),
+        versions=frozenset({Written(ObjectRef.node("n1"), "rv-node")}),
+    )
+
+
+def test_applies_and_new_labels_come_back_with_the_version_they_left() -> None:
+    old = state("1", [CM], extra_release=False, labels=False)
+    changed = {**CM, "data": {"a": "2"}}
+    new = state("1", [changed], extra_release=False, labels=True)
+    live = live_of(old)
+    live.node_labels = {"n1": {"kubernetes.io/os": "linux"}}  # the pool's label is new
+    result = asyncio.run(reconcile(Session(live), new, inventory_of(old)))  # type: ignore[arg-type]
+    assert result.ready
+    assert result.made == Writes(
+        versions=frozenset({Written(ObjectRef.of(CM), "rv-cfg"), Written(ObjectRef.node("n1"), "rv-node")})
     )
 
 

@@ -23,7 +23,7 @@ from blueprintd.drift.detect import Target
 from blueprintd.drift.monitor import ClusterMonitor, DriftMonitor, DriftSignal
 from blueprintd.drift.watch import Changed, StreamSpec, Synced
 from blueprintd.plan.planner import Action
-from blueprintd.render.desired import DesiredState
+from blueprintd.render.desired import DesiredState, NodeLabels
 
 CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "ops"}, "data": {"a": "1"}}
 OTHER = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep", "namespace": "ops"}, "data": {"b": "2"}}
@@ -48,10 +48,13 @@ def desired(*objs: dict[str, Any], blueprint: str = "bp") -> DesiredState:
 LIVE: dict[ObjectRef, dict[str, Any]] = {}
 
 
-def live(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object as the member returns it: as blueprintd applied it (with its labels)."""
+def live(obj: dict[str, Any], rv: str = "") -> dict[str, Any]:
+    """The object as the member returns it: as blueprintd applied it (with its labels), at
+    resourceVersion ``rv``."""
     out = copy.deepcopy(LIVE.get(ObjectRef.of(obj), obj))
     out["metadata"]["managedFields"] = [{"manager": "blueprintd", "operation": "Apply"}]
+    if rv:
+        out["metadata"]["resourceVersion"] = rv
     return out
 
 
@@ -293,6 +296,101 @@ def test_after_a_reconcile_that_raised_before_its_hand_off_held_findings_are_jud
         await m.parent.track("m1", m.session, [desired(OTHER)], MC, Writes())
         await drain(m)
         assert not m.entries and not signals
+        await _close(m)
+
+    run(go())
+
+
+# --- the reconcile's own applies and labels: judged once the watch delivered them ------------
+
+POOL_LABEL = {"nvidia.com/device-plugin.config": "ts-l4"}
+
+
+def with_pool_labels(state: DesiredState) -> DesiredState:
+    """``state`` that also labels node n1 (drift mode notify: findings are recorded, never restored)."""
+    return state.model_copy(
+        update={"node_labels": [NodeLabels(pool="l4", nodes=["n1"], labels=POOL_LABEL)], "node_label_drift": "notify"}
+    )
+
+
+def node(labels: dict[str, str], rv: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "labels": labels, "resourceVersion": rv}}
+
+
+def test_a_label_the_reconcile_set_is_not_reported_removed_while_the_watch_lags() -> None:
+    """The CI failure of 2026-12-01: the reconcile's last write labels a pool's nodes; judged at the
+    hand-off against the node cached before that write, every new label looked removed, and
+    was "restored". Now the node is judged once the watch delivers the labelled version."""
+
+    async def go() -> None:
+        m, signals = await tracked(OTHER)
+        m._synced(Synced(monitor_mod.NODE_STREAM, [node({"kubernetes.io/os": "linux"}, "10")]))
+        m.parent.reconciling("m1")
+        await m.parent.track(
+            "m1", m.session, [with_pool_labels(desired(OTHER))], MC, Writes.written(ObjectRef.node("n1"), "11")
+        )
+        await drain(m)  # the recheck of every target queued at the hand-off
+        assert not m.entries and not signals, "the cached node predates the reconcile's label write"
+        assert m.observed_changes() is None, "a quiet resync cannot skip while the watch is behind"
+        labelled = node({"kubernetes.io/os": "linux", **POOL_LABEL}, "11")
+        m._changed(Changed(monitor_mod.NODE_STREAM, "MODIFIED", labelled))
+        assert not m.entries and not signals and not m.catching_up
+        m._changed(Changed(monitor_mod.NODE_STREAM, "MODIFIED", node({"kubernetes.io/os": "linux"}, "12")))
+        assert [s.event for s in signals] == ["detected"], "a person's removal after it is drift, at once"
+        assert signals[0].drifts[0].reason == "label-removed"
+        await _close(m)
+
+    run(go())
+
+
+def test_an_object_the_reconcile_created_is_judged_once_its_create_arrives() -> None:
+    async def go() -> None:
+        m, signals = await tracked(OTHER)
+        m.parent.reconciling("m1")
+        await m.parent.track("m1", m.session, [desired(CM, OTHER)], MC, Writes.written(CM_REF, "7"))
+        await drain(m)
+        assert not m.entries and not signals, "not deleted: created, and not seen yet"
+        LIVE[CM_REF] = m.index.objects[Target("object", CM_REF).id].obj
+        m._changed(Changed(STREAM, "ADDED", live(CM, rv="7")))
+        assert not m.entries and not signals and not m.catching_up
+        await _close(m)
+
+    run(go())
+
+
+def test_a_write_the_watch_delivered_during_the_reconcile_is_not_waited_for() -> None:
+    """Seen before the hand-off, then deleted by a person: the deletion is drift at the hand-off."""
+
+    async def go() -> None:
+        m, signals = await tracked(OTHER)
+        m.parent.reconciling("m1")
+        m._changed(Changed(STREAM, "ADDED", live(CM, rv="7")))  # the reconcile's create
+        m._changed(Changed(STREAM, "DELETED", live(CM, rv="8")))  # a person, right after
+        await m.parent.track("m1", m.session, [desired(CM, OTHER)], MC, Writes.written(CM_REF, "7"))
+        await drain(m)
+        assert not m.catching_up
+        assert open_refs(m) == {CM_REF} and [s.event for s in signals] == ["detected"]
+        await _close(m)
+
+    run(go())
+
+
+def test_a_write_the_watch_never_delivers_is_judged_after_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A watch that restarted lists past the write's version: the object is judged as cached
+    once ``CATCH_UP_LIMIT`` runs out, so a deletion made meanwhile is still found."""
+    monkeypatch.setattr(monitor_mod, "CATCH_UP_LIMIT", 0.05)
+
+    async def go() -> None:
+        m, signals = await tracked(OTHER)
+        m.parent.reconciling("m1")
+        await m.parent.track("m1", m.session, [desired(CM, OTHER)], MC, Writes.written(CM_REF, "7"))
+        m._synced(Synced(STREAM, [live(OTHER, rv="9")]))  # relisted after a person deleted CM
+        await drain(m)
+        assert not m.entries, "still within the limit"
+        await asyncio.sleep(0.1)
+        await drain(m)
+        assert open_refs(m) == {CM_REF} and [s.event for s in signals] == ["detected"]
+        assert not m.catching_up
         await _close(m)
 
     run(go())
