@@ -23,7 +23,8 @@ when a goal fails.
 Environment (defaults in brackets): BLUEPRINTD_CHAOS_MEMBERS [10], BLUEPRINTD_CHAOS_KILLS [20],
 BLUEPRINTD_CHAOS_SEED [random], BLUEPRINTD_CHAOS_MEMBER_OUTAGE [60], BLUEPRINTD_CHAOS_NET_CUT
 [30], BLUEPRINTD_CHAOS_LEASE [5], BLUEPRINTD_CHAOS_RESYNC [2], BLUEPRINTD_CHAOS_CONVERGE_TIMEOUT
-[300], BLUEPRINTD_CHAOS_OUT [docs/chaos.md; empty: do not write].
+[300], BLUEPRINTD_CHAOS_OUT [docs/chaos.md; empty: do not write], BLUEPRINTD_CHAOS_LOGS [none: the
+replicas' logs go with the run's temporary directory; a folder: they are copied there].
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import datetime
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from blueprintd.api.membercluster import MemberClusterStatus
 from blueprintd.devfleet.binaries import Binaries, ensure
 from blueprintd.devfleet.chaos import (
     OwnershipTimeline,
@@ -79,6 +82,7 @@ class Config:
     resync_s: float = 2.0
     converge_timeout_s: float = 300.0
     out: Path | None = ROOT / "docs" / "chaos.md"
+    logs: Path | None = None  # where the replicas' logs are copied at the end (kept after the run)
 
     @classmethod
     def from_env(cls) -> Config:
@@ -94,6 +98,7 @@ class Config:
             resync_s=float(env("BLUEPRINTD_CHAOS_RESYNC", "2")),
             converge_timeout_s=float(env("BLUEPRINTD_CHAOS_CONVERGE_TIMEOUT", "300")),
             out=Path(out) if out else None,
+            logs=Path(env("BLUEPRINTD_CHAOS_LOGS", "")) if env("BLUEPRINTD_CHAOS_LOGS") else None,
         )
 
 
@@ -106,6 +111,7 @@ class Phase:
     detail: str = ""
     converge_s: float | None = None  # from the end of the fault until every member runs version
     helm_problems: list[str] = field(default_factory=list)
+    lagging: list[str] = field(default_factory=list)  # when not converged: each member behind, and why
 
 
 @dataclass
@@ -124,7 +130,11 @@ class Result:
     duration_s: float = 0.0
 
     def failures(self) -> list[str]:
-        out = [f"{p.fault} {p.version}: not converged" for p in self.phases if p.converge_s is None]
+        out = [
+            f"{p.fault} {p.version}: not converged" + (f" ({'; '.join(p.lagging)})" if p.lagging else "")
+            for p in self.phases
+            if p.converge_s is None
+        ]
         out += [f"{p.fault} {p.version}: {h}" for p in self.phases for h in p.helm_problems]
         out += [f"unfenced write: {u}" for u in self.unfenced]
         out += [f"write after losing the Lease: {u}" for u in self.paused_late_writes]
@@ -247,24 +257,44 @@ class Chaos:
 
     def converged(self, version: str) -> bool:
         """Every member reports ``version`` Ready, and its chart ConfigMap holds it."""
+        return not self.lagging(version, first_only=True)
+
+    def lagging(self, version: str, first_only: bool = False) -> list[str]:
+        """The members not converged to ``version``, each with what its status says."""
         from kubernetes import client
 
         statuses = self.statuses()
+        out = []
         for m in self.fleet.members:
-            entry = {p["blueprint"]: p for p in statuses.get(m.name, {}).get("blueprints") or []}.get(BLUEPRINT) or {}
-            if entry.get("version") != version or entry.get("state") != "Ready":
-                return False
-            api_client = m.api_client()
-            try:
-                cm = client.CoreV1Api(api_client).read_namespaced_config_map("chart-app", self.app_ns)
-            finally:
-                api_client.close()
-            if (cm.data or {}).get("v") != version:
-                return False
-        return True
+            st = MemberClusterStatus.model_validate(statuses.get(m.name, {}))
+            entry = next((p for p in st.blueprints if p.blueprint == BLUEPRINT), None)
+            if entry is None or entry.version != version or entry.state != "Ready":
+                owner = st.shard.replica if st.shard and st.shard.replica else "no replica"
+                said = f"{entry.version} {entry.state}: {entry.message or '-'}" if entry else "no progress"
+                retry = entry.backoff if entry and entry.backoff else st.backoff
+                if retry and retry.next_attempt:
+                    said += f", attempt {retry.failures + 1} not before {retry.next_attempt:%H:%M:%S}"
+                out.append(f"{m.name} ({owner}): {said}")
+            else:
+                api_client = m.api_client()
+                try:
+                    cm = client.CoreV1Api(api_client).read_namespaced_config_map("chart-app", self.app_ns)
+                finally:
+                    api_client.close()
+                have = (cm.data or {}).get("v")
+                if have != version:
+                    out.append(f"{m.name}: status says {version} Ready, ConfigMap chart-app has {have}")
+            if out and first_only:
+                break
+        return out
 
     def wait_converged(self, phase: Phase) -> None:
         phase.converge_s = wait_until(lambda: self.converged(phase.version), self.cfg.converge_timeout_s)
+        if phase.converge_s is None:
+            try:
+                phase.lagging = self.lagging(phase.version)
+            except Exception as exc:  # the management API server itself may be the problem
+                phase.lagging = [f"MemberCluster statuses unreadable ({exc.__class__.__name__}: {exc})"]
         for m in self.fleet.members:
             try:
                 phase.helm_problems += [f"{m.name}: {p}" for p in helm_release_problems(m)]
@@ -594,6 +624,8 @@ def run(cfg: Config) -> Result:
             return chaos.run()
         finally:
             chaos.teardown()
+            if cfg.logs is not None:
+                shutil.copytree(workdir / "operators", cfg.logs, dirs_exist_ok=True)
             fleet.down(remove=True)
 
 

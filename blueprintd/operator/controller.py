@@ -132,6 +132,16 @@ class Controller:
         await self.store.write_status(kind, obj, patch)
         return True
 
+    async def _write_member(self, name: str, raw: dict[str, Any], new: ApiModel, keys: tuple[str, ...]) -> bool:
+        """``_write`` of a MemberCluster's status, behind the member's fence (raises FencedOut).
+
+        A replica resumed after losing the member (paused past its Lease) must not write its
+        older view over the status the new owner keeps: that owner's quiet resync would trust
+        the stale status and skip the member until its full resync (``operator.quiet``)."""
+        if self.shard is not None:
+            self.shard.write_check(name)()
+        return await self._write("MemberCluster", raw, new, keys)
+
     # --- Blueprint → BlueprintRevision ----------------------------------------------------
 
     async def publish(self, bp: dict[str, Any]) -> None:
@@ -266,6 +276,11 @@ class Controller:
             resume_token=annotations.get(RESUME_ANNOTATION),
         )
         new = status.fold_rollout(previous_status, decision, views, target, now())
+        if self.shard is not None and not self.shard.leading():
+            # Lost the leader Lease since the handler began (paused, starved): the decision was
+            # made from reads the new leader has moved past; its own next decision stands.
+            log.info("rollout of %s: not written, this replica no longer leads", name)
+            return
         changed = await self._write("Blueprint", bp, new, status.ROLLOUT_KEYS)
         if changed and previous is not None and previous.phase != decision.phase:
             kind = "Warning" if decision.phase in ("Paused", "Failed", "RolledBack") else "Normal"
@@ -350,9 +365,13 @@ class Controller:
             down = status.fold_unreachable(
                 previous, reason, message, now(), attempt=connect, policy=self.settings.backoff, cluster=name
             )
-            return MemberReconcile(
-                name, status=down, patched=await self._write("MemberCluster", raw, down, status.UNREACHABLE_KEYS)
-            )
+            try:
+                patched = await self._write_member(name, raw, down, status.UNREACHABLE_KEYS)
+            except FencedOut as exc:
+                log.warning("%s", exc)
+                await self.let_go(name)
+                return MemberReconcile(name)
+            return MemberReconcile(name, status=down, patched=patched)
 
         # `blueprintd drift restore` sets the annotation; a value not carried out yet makes this
         # reconcile also apply the drift that notify/block modes otherwise leave alone.
@@ -377,7 +396,12 @@ class Controller:
             restore=restore,
         )
         new = status.fold_member(previous, observed, now(), policy=self.settings.backoff, cluster=name)
-        patched = await self._write("MemberCluster", raw, new, status.MEMBER_KEYS)
+        try:
+            patched = await self._write_member(name, raw, new, status.MEMBER_KEYS)
+        except FencedOut as exc:  # lost between the last member write and this one: the new owner reports
+            log.warning("%s", exc)
+            await self.let_go(name)
+            return MemberReconcile(name)
         if quiet.converged(mc, new):
             self._quiet[name] = quiet.QuietMark(key, changes, started)
         states = {p.blueprint: p.state for p in new.blueprints}
@@ -499,7 +523,7 @@ class Controller:
         async def publish(current: AddonProgress | None) -> None:
             previous = MemberClusterStatus.model_validate(raw.get("status") or {})
             new = status.fold_in_progress(previous, bp_name, version, current, now())
-            await self._write("MemberCluster", raw, new, status.PROGRESS_KEYS)
+            await self._write_member(name, raw, new, status.PROGRESS_KEYS)
 
         return StepWatch(session, version, publish, self.settings.progress_interval_seconds)
 

@@ -14,7 +14,11 @@ first match wins:
    member should run: the MemberCluster's generation (spec: pins, parameters, paused),
    labels and annotations; per Blueprint its name, generation, published revision, whether it
    selects the member, the version the rollout or a pin assigns it and its ``onUnselect``.
-   A Blueprint that cannot be read is in the key by name and generation.
+   A Blueprint that cannot be read is in the key by name and generation. It also holds the
+   part of the MemberCluster's status that the reconcile itself writes (``RECONCILED_STATUS``):
+   when another writer changed it (a replica resumed after losing the member, a person), the
+   status no longer says what the member runs, and only a full reconcile writes it again. (The
+   drift summary and the shard owner have writers of their own and are not in it.)
 3. **Member not observed** → full. The drift monitor does not watch the member with every
    stream listed and synced, or it has a restore, a held finding or a recheck in flight.
 4. **Member changed** → full. The monitor's change count differs from the one taken when the
@@ -40,7 +44,13 @@ from blueprintd.api.blueprint import Blueprint
 from blueprintd.api.membercluster import RESTORE_ANNOTATION, MemberCluster, MemberClusterStatus
 from blueprintd.operator.pipeline import assigned_version, selects
 
-__all__ = ["QuietMark", "converged", "decide", "inputs_key"]
+__all__ = ["RECONCILED_STATUS", "QuietMark", "converged", "decide", "inputs_key"]
+
+# The MemberCluster status fields only a full reconcile writes (``operator.status`` MEMBER_KEYS
+# and UNREACHABLE_KEYS, less conditions: their times follow these fields).
+RECONCILED_STATUS = frozenset(
+    {"reachable", "last_error", "backoff", "kubernetes_version", "applied_revisions", "addons", "blueprints"}
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,8 @@ def inputs_key(mc: MemberCluster, blueprints: Iterable[Blueprint | tuple[str, in
     """Rule 2's key. ``blueprints``: the parsed Blueprints, and ``(name, generation)`` of
     those that failed validation."""
     meta = mc.metadata
-    parts: list[Any] = [meta.generation, meta.labels, meta.annotations]
+    reconciled = mc.status.model_dump(mode="json", include=set(RECONCILED_STATUS)) if mc.status else None
+    parts: list[Any] = [meta.generation, meta.labels, meta.annotations, reconciled]
     for bp in blueprints:
         if isinstance(bp, tuple):
             parts.append(["unreadable", *bp])

@@ -8,6 +8,7 @@ past the Lease, during a rollout per fault. Every goal of the full run must hold
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -48,10 +49,11 @@ def test_a_write_after_the_takeover_within_the_window_is_found() -> None:
 
 @pytest.mark.fleet
 @pytest.mark.timeout(600)  # seven rollouts with faults: about 3 min alone, more on a busy 2-core machine
-def test_chaos_driver_meets_its_goals_on_a_tiny_fleet() -> None:
-    cfg = Config(members=3, kills=2, seed=7, member_outage_s=10, net_cut_s=5, converge_timeout_s=180, out=None)
+def test_chaos_driver_meets_its_goals_on_a_tiny_fleet(tmp_path: Path) -> None:
+    cfg = Config(members=3, kills=2, seed=7, member_outage_s=10, net_cut_s=5, converge_timeout_s=180, out=None,
+                 logs=tmp_path / "replicas")
     result = run(cfg)
-    text = report(result)
+    text = report(result) + _complaints(cfg.logs)
     print(text)
     faults = [p.fault for p in result.phases]
     assert {"kill 1", "kill 2", "management restart", "member down", "network cut", "sigstop"} <= set(faults)
@@ -63,14 +65,26 @@ def test_chaos_driver_meets_its_goals_on_a_tiny_fleet() -> None:
     assert result.paused_late_writes == [], text
 
 
+def _complaints(logs: Path | None, last: int = 40) -> str:
+    """The replicas' last warnings and errors: what a failed goal's cause is usually in."""
+    lines = [
+        f"{log.stem}: {line}"
+        for log in sorted(logs.glob("*.log")) if logs
+        for line in log.read_text(errors="replace").splitlines()
+        if " WARNING " in line or " ERROR " in line
+    ]
+    return f"\n## Replica warnings and errors (last {last})\n\n" + "\n".join(lines[-last:]) if lines else ""
+
+
 def test_every_goal_that_fails_is_listed() -> None:
     from benchmarks.chaos import Phase, Result
 
-    result = Result(Config(out=None), phases=[Phase("kill 1", "1.1.0", converge_s=None)])
+    result = Result(Config(out=None), phases=[Phase("kill 1", "1.1.0", converge_s=None,
+                                                    lagging=["m1 (r2): 1.0.0 Failed: boom"])])
     result.paused_late_writes = ["m1: patch configmaps/x by r3 at t"]
     result.unfenced = ["m2: patch by r1 while r2 owned it"]
     assert result.failures() == [
-        "kill 1 1.1.0: not converged",
+        "kill 1 1.1.0: not converged (m1 (r2): 1.0.0 Failed: boom)",
         "unfenced write: m2: patch by r1 while r2 owned it",
         "write after losing the Lease: m1: patch configmaps/x by r3 at t",
     ]

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from blueprintd.api.mergepatch import apply_merge_patch
+from blueprintd.cluster.fence import FencedOut
 from blueprintd.errors import ClusterError
 from blueprintd.operator import controller as controller_module
 from blueprintd.operator.backoff import BackoffPolicy
@@ -249,3 +250,48 @@ def test_a_paused_member_is_not_touched(store: MemoryStore, controller: Controll
     store.put("MemberCluster", mc)
     run(controller.reconcile_member(store.fresh("MemberCluster", "alpha")))
     assert store.writes == []
+
+
+class _LostShard:
+    """Sharding as a replica sees it that was admitted, then lost the member (paused past its
+    Lease): the fence says so at the write."""
+
+    def __init__(self) -> None:
+        self.admitted: list[str] = []
+
+    async def admit(self, raw: dict[str, Any], drop: Any) -> bool:
+        self.admitted.append(raw["metadata"]["name"])
+        return True
+
+    def write_check(self, member: str) -> Any:
+        def check() -> None:
+            raise FencedOut(member, "own Lease not renewed recently")
+
+        return check
+
+    def leading(self) -> bool:
+        return False
+
+
+def test_a_replica_that_lost_the_member_writes_no_status_for_it(store: MemoryStore, controller: Controller) -> None:
+    """A replica resumed after SIGSTOP must not write its older view of a member's status over
+    the new owner's: the status write passes the same fence as every write to the member."""
+    store.put("MemberCluster", member("ghost"))
+    controller.shard = _LostShard()  # type: ignore[assignment]
+    result = run(controller.reconcile_member(store.fresh("MemberCluster", "ghost")))
+    assert controller.shard.admitted == ["ghost"]  # type: ignore[union-attr]
+    assert store.writes == [], "fenced: the unreachable status is the new owner's to write"
+    assert result.status is None and not result.patched
+
+
+def test_a_replica_that_lost_the_leader_lease_writes_no_rollout(store: MemoryStore, controller: Controller) -> None:
+    """Blueprint-level work is the leader's: a decision finished after the Lease was lost (the
+    replica was paused mid-handler) is dropped, not written over the new leader's."""
+    store.put("Blueprint", blueprint_doc())
+    store.put("MemberCluster", member("alpha"))
+    run(controller.publish(store.fresh("Blueprint", "gpu-platform")))
+    store.writes.clear()
+    controller.shard = _LostShard()  # type: ignore[assignment]
+    run(controller.rollout(store.fresh("Blueprint", "gpu-platform")))
+    assert store.writes == []
+    assert "rollout" not in store.fresh("Blueprint", "gpu-platform")["status"]

@@ -101,10 +101,28 @@ def test_each_input_a_team_changes_is_in_the_key(what: str, member: MemberCluste
     assert inputs_key(member, blueprints) != KEY, what
 
 
-def test_the_key_ignores_what_does_not_change_the_reconcile() -> None:
-    # the member's own status (written by the operator after each reconcile) is not an input
-    with_status = mc().model_copy(update={"status": status()})
-    assert inputs_key(with_status, [bp()]) == KEY
+def with_status(st: MemberClusterStatus) -> MemberCluster:
+    return mc().model_copy(update={"status": st})
+
+
+def test_the_key_ignores_status_that_other_writers_keep() -> None:
+    """The drift monitor writes the drift summary and sharding the owner: neither is the
+    reconcile's, so neither makes a resync full."""
+    base = inputs_key(with_status(status()), [bp()])
+    assert inputs_key(with_status(status(drift={"open": 3})), [bp()]) == base
+    assert inputs_key(with_status(status(shard={"replica": "r2"})), [bp()]) == base
+    assert inputs_key(with_status(status(lastContactTime="2026-12-01T10:00:00Z")), [bp()]) == base
+
+
+def test_a_status_another_writer_changed_makes_the_next_resync_full() -> None:
+    """The chaos run of 2026-12-01: a replica resumed after SIGSTOP wrote its older view of a
+    member's status over the new owner's. The owner's mark still matched everything it read,
+    so it skipped the member while its status said an old version, for the whole 180 s wait.
+    The reconciled part of the status is in the key: such a write makes the next resync full."""
+    marked = inputs_key(with_status(status()), [bp()])
+    stale = status(blueprints=[{"blueprint": "platform", "version": "0.9.0", "state": "Progressing"}])
+    assert inputs_key(with_status(stale), [bp()]) != marked
+    assert inputs_key(with_status(status(lastError="member API server unreachable")), [bp()]) != marked
 
 
 def test_converged_means_nothing_is_left_to_retry_or_finish() -> None:
