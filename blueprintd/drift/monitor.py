@@ -463,16 +463,20 @@ class ClusterMonitor:
         judged earlier, against the version cached before the write, the reconcile's own new
         object or node label looks deleted. Nothing is held when the cache already holds the
         written version, or the watch delivered it during the reconcile (then anything cached
-        now came after it)."""
+        now came after it), or its stream starts with this hand-off (listed after the write:
+        a ConstraintTemplate whose kind the reconcile just installed, updated since by its
+        controller, would wait out the whole limit for a version no list returns)."""
         deadline = self.loop.time() + CATCH_UP_LIMIT
         for w in writes.versions:
+            if _stream_of_ref(w.ref) not in self.watch.specs:
+                continue  # a kind first watched from this hand-off on: its first list comes after the write
             if w.resource_version == _version(self._cached(w.ref)) or w.resource_version in delivered.get(w.ref, ()):
                 continue
             self.catching_up[w.ref] = (w.resource_version, deadline)
             self.loop.call_later(CATCH_UP_LIMIT + 0.01, self._deliver, _CaughtUp(w.ref))
 
     def _cached(self, ref: ObjectRef) -> dict[str, Any] | None:
-        return self.cache.get(StreamSpec(ref.api_version, ref.kind, ref.namespace), {}).get((ref.namespace, ref.name))
+        return self.cache.get(_stream_of_ref(ref), {}).get((ref.namespace, ref.name))
 
     def _seen(self, spec: StreamSpec, obj: dict[str, Any], deleted: bool = False) -> None:
         """The watch delivered ``obj``: what the reconcile in flight may have written, or the
@@ -1128,6 +1132,11 @@ def _essence(spec: StreamSpec, items: dict[tuple[str, str], dict[str, Any]]) -> 
     if spec == NODE_STREAM:
         return {k: _node_facts(o) for k, o in items.items()}
     return {k: (o.get("metadata") or {}).get("resourceVersion") for k, o in items.items()}
+
+
+def _stream_of_ref(ref: ObjectRef) -> StreamSpec:
+    """The stream that carries an object the reconcile applied or a node it labelled."""
+    return StreamSpec(ref.api_version, ref.kind, ref.namespace)
 
 
 def _version(obj: dict[str, Any] | None) -> str:

@@ -394,3 +394,25 @@ def test_a_write_the_watch_never_delivers_is_judged_after_the_limit(monkeypatch:
         await _close(m)
 
     run(go())
+
+
+def test_an_object_of_a_kind_first_watched_at_the_hand_off_is_judged_from_its_first_list() -> None:
+    """Seen in the operator fleet test: ConstraintTemplates are applied by the reconcile that
+    installs Gatekeeper, and their controller updates them at once. Their stream starts with
+    that hand-off, so its first list is later than the write and holds a newer version; waiting
+    for the written one would only delay the check by the whole limit."""
+    elsewhere = {**CM, "metadata": {"name": "cfg", "namespace": "tenant"}}
+    ref = ObjectRef.of(elsewhere)
+
+    async def go() -> None:
+        m, signals = await tracked(OTHER)
+        m.parent.reconciling("m1")
+        await m.parent.track("m1", m.session, [desired(OTHER, elsewhere)], MC, Writes.written(ref, "7"))
+        assert not m.catching_up, "listed after the write: nothing to wait for"
+        LIVE[ref] = m.index.objects[Target("object", ref).id].obj
+        m._synced(Synced(StreamSpec("v1", "ConfigMap", "tenant"), [live(elsewhere, rv="9")]))
+        await drain(m)
+        assert not m.entries and not signals
+        await _close(m)
+
+    run(go())
