@@ -91,6 +91,19 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{unique_suffix()}"
 
 
+def or_none(read: Callable[[], T]) -> T | None:
+    """``read()``, or None when the object does not exist (the API server answered 404): a
+    ``wait_for`` predicate for an object a controller creates, which is not there yet."""
+    from kubernetes.client import ApiException
+
+    try:
+        return read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 def wait_for(
     predicate: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05, what: str = ""
 ) -> T:

@@ -26,7 +26,7 @@ from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.fleet import ClusterHandle, Fleet
 from blueprintd.devfleet.kwok import UNHEALTHY
 from blueprintd.devfleet.standins import StandIns
-from blueprintd.devfleet.testing import tcp_connections, temp_namespace, unique_name, wait_for
+from blueprintd.devfleet.testing import or_none, tcp_connections, temp_namespace, unique_name, wait_for
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
@@ -77,7 +77,9 @@ def test_components_run_and_the_default_service_account_is_real(full_fleet: Flee
     core = client.CoreV1Api(api)
     # The serviceaccount controller made "default" in the new namespace; ServiceAccount admission
     # then mounts its token into Pods, as on a cluster.
-    wait_for(lambda: core.read_namespaced_service_account("default", ns), timeout=30, what="default SA")
+    # It is made moments after the namespace: not found until then (CI, 2026-12-01).
+    wait_for(lambda: or_none(lambda: core.read_namespaced_service_account("default", ns)), timeout=30,
+             what="default SA")
     body = _pod_template({"app": "p"})
     body["metadata"]["name"] = "p"
     pod = core.create_namespaced_pod(ns, body)

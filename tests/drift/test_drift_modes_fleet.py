@@ -50,7 +50,7 @@ from kubernetes import client
 
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.fleet import Fleet
-from blueprintd.devfleet.testing import OperatorProcess, TcpProxy, unique_suffix, wait_for
+from blueprintd.devfleet.testing import OperatorProcess, TcpProxy, or_none, unique_suffix, wait_for
 
 pytestmark = pytest.mark.fleet
 
@@ -166,12 +166,7 @@ def _release_status(env: ModeEnv) -> str | None:
 
 def _netpol(env: ModeEnv) -> Any:
     net = client.NetworkingV1Api(env.member.api_client())
-    try:
-        return net.read_namespaced_network_policy("deny-ingress", env.tenant_ns)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return or_none(lambda: net.read_namespaced_network_policy("deny-ingress", env.tenant_ns))
 
 
 def _drift_exit(env: ModeEnv) -> int:

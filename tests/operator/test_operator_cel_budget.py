@@ -26,7 +26,7 @@ from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.demo import register_members
 from blueprintd.devfleet.fleet import Fleet
 from blueprintd.devfleet.nodes import FleetFile, MemberSpec, NodeGroupSpec
-from blueprintd.devfleet.testing import running_fleet, wait_for
+from blueprintd.devfleet.testing import or_none, running_fleet, wait_for
 
 pytestmark = pytest.mark.fleet
 
@@ -138,12 +138,8 @@ def member_progress(fleet: Fleet, member: str, blueprint_name: str) -> dict[str,
 
 def config_map(fleet: Fleet, member: str, name: str) -> dict[str, str] | None:
     core = client.CoreV1Api(fleet.cluster(member).api_client())
-    try:
-        return dict(core.read_namespaced_config_map(name, "default").data or {})
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    cm = or_none(lambda: core.read_namespaced_config_map(name, "default"))
+    return dict(cm.data or {}) if cm is not None else None
 
 
 def test_bomb_fails_only_its_member_while_another_blueprint_keeps_converging(

@@ -32,7 +32,7 @@ from kubernetes import client
 from blueprintd.devfleet.binaries import Binaries
 from blueprintd.devfleet.demo import member_registration
 from blueprintd.devfleet.fleet import Fleet
-from blueprintd.devfleet.testing import unique_name, wait_for
+from blueprintd.devfleet.testing import or_none, unique_name, wait_for
 
 pytestmark = pytest.mark.fleet
 
@@ -106,13 +106,8 @@ class Env:
         return next((e for e in entries if e.get("blueprint") == blueprint), None)
 
     def replicas(self, name: str) -> str | None:
-        try:
-            cm = self.cores[name].read_namespaced_config_map("params-probe", self.member_ns)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return (cm.data or {}).get("replicas")
+        cm = or_none(lambda: self.cores[name].read_namespaced_config_map("params-probe", self.member_ns))
+        return (cm.data or {}).get("replicas") if cm is not None else None
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
