@@ -98,7 +98,7 @@ class Config:
             resync_s=float(env("BLUEPRINTD_CHAOS_RESYNC", "2")),
             converge_timeout_s=float(env("BLUEPRINTD_CHAOS_CONVERGE_TIMEOUT", "300")),
             out=Path(out) if out else None,
-            logs=Path(env("BLUEPRINTD_CHAOS_LOGS", "")) if env("BLUEPRINTD_CHAOS_LOGS") else None,
+            logs=Path(logs) if (logs := env("BLUEPRINTD_CHAOS_LOGS")) else None,
         )
 
 

@@ -157,9 +157,12 @@ def is_record_stream(spec: StreamSpec) -> bool:
 def stream_of(target: Target) -> StreamSpec:
     if target.kind == "release":
         return secret_stream(target.ref.namespace)
-    if target.kind == "node":
-        return NODE_STREAM
-    return StreamSpec(target.ref.api_version, target.ref.kind, target.ref.namespace)
+    return object_stream(target.ref)  # a node's is NODE_STREAM
+
+
+def object_stream(ref: ObjectRef) -> StreamSpec:
+    """The stream that carries an object (or, for ``ObjectRef.node``, a node)."""
+    return StreamSpec(ref.api_version, ref.kind, ref.namespace)
 
 
 def _fingerprint(desired: list[DesiredState]) -> str:
@@ -468,7 +471,7 @@ class ClusterMonitor:
         controller, would wait out the whole limit for a version no list returns)."""
         deadline = self.loop.time() + CATCH_UP_LIMIT
         for w in writes.versions:
-            if _stream_of_ref(w.ref) not in self.watch.specs:
+            if object_stream(w.ref) not in self.watch.specs:
                 continue  # a kind first watched from this hand-off on: its first list comes after the write
             if w.resource_version == _version(self._cached(w.ref)) or w.resource_version in delivered.get(w.ref, ()):
                 continue
@@ -476,7 +479,7 @@ class ClusterMonitor:
             self.loop.call_later(CATCH_UP_LIMIT + 0.01, self._deliver, _CaughtUp(w.ref))
 
     def _cached(self, ref: ObjectRef) -> dict[str, Any] | None:
-        return self.cache.get(_stream_of_ref(ref), {}).get((ref.namespace, ref.name))
+        return self.cache.get(object_stream(ref), {}).get((ref.namespace, ref.name))
 
     def _seen(self, spec: StreamSpec, obj: dict[str, Any], deleted: bool = False) -> None:
         """The watch delivered ``obj``: what the reconcile in flight may have written, or the
@@ -492,7 +495,7 @@ class ClusterMonitor:
 
     def _targets_of(self, ref: ObjectRef) -> list[Target]:
         """The targets an object's (or node's) event may change."""
-        if ref.kind == "Node" and ref.api_version == "v1" and not ref.namespace:
+        if object_stream(ref) == NODE_STREAM:
             return [node_target(ref.name)] if ref.name in self.index.nodes else []
         return [t for kind in ("object", "rendered", "guarded") if (t := Target(kind, ref)).id in self.index.objects]
 
@@ -1131,12 +1134,7 @@ def _essence(spec: StreamSpec, items: dict[tuple[str, str], dict[str, Any]]) -> 
     """What a relist compares with the cache: nodes by their facts, the rest by resourceVersion."""
     if spec == NODE_STREAM:
         return {k: _node_facts(o) for k, o in items.items()}
-    return {k: (o.get("metadata") or {}).get("resourceVersion") for k, o in items.items()}
-
-
-def _stream_of_ref(ref: ObjectRef) -> StreamSpec:
-    """The stream that carries an object the reconcile applied or a node it labelled."""
-    return StreamSpec(ref.api_version, ref.kind, ref.namespace)
+    return {k: _version(o) for k, o in items.items()}
 
 
 def _version(obj: dict[str, Any] | None) -> str:

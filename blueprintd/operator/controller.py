@@ -132,6 +132,10 @@ class Controller:
         await self.store.write_status(kind, obj, patch)
         return True
 
+    def leads(self) -> bool:
+        """Blueprint-level work (revisions, rollouts, GitSources) is the leader's alone."""
+        return self.shard is None or self.shard.leading()
+
     async def _write_member(self, name: str, raw: dict[str, Any], new: ApiModel, keys: tuple[str, ...]) -> bool:
         """``_write`` of a MemberCluster's status, behind the member's fence (raises FencedOut).
 
@@ -276,7 +280,7 @@ class Controller:
             resume_token=annotations.get(RESUME_ANNOTATION),
         )
         new = status.fold_rollout(previous_status, decision, views, target, now())
-        if self.shard is not None and not self.shard.leading():
+        if not self.leads():
             # Lost the leader Lease since the handler began (paused, starved): the decision was
             # made from reads the new leader has moved past; its own next decision stands.
             log.info("rollout of %s: not written, this replica no longer leads", name)
@@ -326,7 +330,18 @@ class Controller:
         """Bring one member cluster to the versions its Blueprints assign it.
 
         read → per-Blueprint pipeline and apply → fold → patch → hand the applied desired states
-        to the drift monitor."""
+        to the drift monitor. A write this replica may no longer make, to the member or to its
+        status (it lost the member mid-reconcile: ``blueprintd.cluster.fence``), ends the
+        reconcile there: the write was not sent, and the new owner reconciles and reports, so
+        nothing here is a failure."""
+        try:
+            return await self._reconcile_member(raw)
+        except FencedOut as exc:
+            log.warning("%s", exc)
+            await self.let_go(exc.member)
+            return MemberReconcile(exc.member)
+
+    async def _reconcile_member(self, raw: dict[str, Any]) -> MemberReconcile:
         mc = MemberCluster.model_validate(raw)
         name = mc.metadata.name
         previous = mc.status or MemberClusterStatus()
@@ -365,12 +380,7 @@ class Controller:
             down = status.fold_unreachable(
                 previous, reason, message, now(), attempt=connect, policy=self.settings.backoff, cluster=name
             )
-            try:
-                patched = await self._write_member(name, raw, down, status.UNREACHABLE_KEYS)
-            except FencedOut as exc:
-                log.warning("%s", exc)
-                await self.let_go(name)
-                return MemberReconcile(name)
+            patched = await self._write_member(name, raw, down, status.UNREACHABLE_KEYS)
             return MemberReconcile(name, status=down, patched=patched)
 
         # `blueprintd drift restore` sets the annotation; a value not carried out yet makes this
@@ -380,12 +390,6 @@ class Controller:
         self.drift.reconciling(name)  # until track, drift holds what the plans announce (on_plan)
         try:
             outcomes = await self._outcomes(session, mc, previous, facts, restore, blueprints)
-        except FencedOut as exc:
-            # This replica lost the member mid-reconcile (blueprintd.cluster.fence): the write
-            # was not sent, and the new owner reconciles and reports; nothing here is a failure.
-            log.warning("%s", exc)
-            await self.let_go(name)
-            return MemberReconcile(name)
         finally:
             self._stored.pop(name, None)
         observed = status.MemberObservation(
@@ -396,12 +400,7 @@ class Controller:
             restore=restore,
         )
         new = status.fold_member(previous, observed, now(), policy=self.settings.backoff, cluster=name)
-        try:
-            patched = await self._write_member(name, raw, new, status.MEMBER_KEYS)
-        except FencedOut as exc:  # lost between the last member write and this one: the new owner reports
-            log.warning("%s", exc)
-            await self.let_go(name)
-            return MemberReconcile(name)
+        patched = await self._write_member(name, raw, new, status.MEMBER_KEYS)
         if quiet.converged(mc, new):
             self._quiet[name] = quiet.QuietMark(key, changes, started)
         states = {p.blueprint: p.state for p in new.blueprints}

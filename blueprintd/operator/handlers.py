@@ -47,10 +47,7 @@ def unpublished(bp: dict[str, Any]) -> bool:
 
 def register(registry: kopf.OperatorRegistry, controller: Controller, settings: OperatorSettings) -> None:
     shard = controller.shard
-
-    def leads() -> bool:
-        """Blueprint-level work (revisions, rollouts, GitSources) is the leader's alone."""
-        return shard is None or shard.leading()
+    leads = controller.leads
 
     if shard is not None:
 

@@ -107,6 +107,11 @@ async def drain(m: ClusterMonitor) -> None:
         await m._handle(m.queue.get_nowait())
 
 
+def applied(m: ClusterMonitor, obj: dict[str, Any]) -> None:
+    """``live(obj)`` is ``obj`` as blueprintd applies it, from the monitor's index."""
+    LIVE[ObjectRef.of(obj)] = m.index.objects[Target("object", ObjectRef.of(obj)).id].obj
+
+
 async def tracked(*objs: dict[str, Any]) -> tuple[ClusterMonitor, list[DriftSignal]]:
     """A monitor tracking ``objs``, listed and found in line (no drift)."""
     signals: list[DriftSignal] = []
@@ -115,7 +120,7 @@ async def tracked(*objs: dict[str, Any]) -> tuple[ClusterMonitor, list[DriftSign
     parent._clusters["m1"] = m
     await m.update([desired(*objs)], MC)
     for o in objs:
-        LIVE[ObjectRef.of(o)] = m.index.objects[Target("object", ObjectRef.of(o)).id].obj
+        applied(m, o)
     m._synced(Synced(STREAM, [live(o) for o in objs]))
     await drain(m)
     assert not m.entries and not signals, "a clean cluster has no drift"
@@ -350,7 +355,7 @@ def test_an_object_the_reconcile_created_is_judged_once_its_create_arrives() -> 
         await m.parent.track("m1", m.session, [desired(CM, OTHER)], MC, Writes.written(CM_REF, "7"))
         await drain(m)
         assert not m.entries and not signals, "not deleted: created, and not seen yet"
-        LIVE[CM_REF] = m.index.objects[Target("object", CM_REF).id].obj
+        applied(m, CM)
         m._changed(Changed(STREAM, "ADDED", live(CM, rv="7")))
         assert not m.entries and not signals and not m.catching_up
         await _close(m)
@@ -409,7 +414,7 @@ def test_an_object_of_a_kind_first_watched_at_the_hand_off_is_judged_from_its_fi
         m.parent.reconciling("m1")
         await m.parent.track("m1", m.session, [desired(OTHER, elsewhere)], MC, Writes.written(ref, "7"))
         assert not m.catching_up, "listed after the write: nothing to wait for"
-        LIVE[ref] = m.index.objects[Target("object", ref).id].obj
+        applied(m, elsewhere)
         m._synced(Synced(StreamSpec("v1", "ConfigMap", "tenant"), [live(elsewhere, rv="9")]))
         await drain(m)
         assert not m.entries and not signals
